@@ -11,7 +11,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN	 = -Wall -Wextra -Wno-unused-parameter -Wshadow -Wformat=2
 CFLAGS	?= -O2 -g
-CFLAGS	+= -std=gnu11 $(WARN) -Ilib $(PKG_CFLAGS)
+CFLAGS	+= -std=gnu11 -D_GNU_SOURCE $(WARN) -Ilib $(PKG_CFLAGS)
 LDLIBS	+= $(PKG_LIBS)
 SAN	 = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 

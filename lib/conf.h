@@ -1,11 +1,15 @@
 /*
  * conf: the imapd.conf reader, with Cyrus's grammar.
  *
- *   key: value          (key: letters, digits, '-', '_'; value trimmed)
+ *   key: value          (key: letters, digits, '-', '_', case-folded to
+ *                        lower case; value trimmed, must not be empty;
+ *                        blanks before the key are allowed)
  *   # comment           (a line whose first non-blank byte is '#')
- *   continuation        (a line starting with blank space continues the
- *                        previous value, joined with one space)
- *   @include: FILE      (another file, relative to the including one)
+ *   continuation        (a backslash right before the newline joins the
+ *                        next line verbatim, as Cyrus 3.6.1 does; a line
+ *                        starting with blank space is NOT a continuation)
+ *   @include: FILE      (another file, relative to the including one;
+ *                        a file read twice is an error, as in Cyrus)
  *
  * A key given twice is an error.  Unknown keys are kept.  Lookups take an
  * optional prefix (a channel name or a service name): with prefix "foo",
@@ -38,20 +42,27 @@ void		 conf_set(struct conf *, const char *key, const char *value);
 const char	*conf_get(const struct conf *, const char *prefix,
 		    const char *key, const char *def);
 /*
- * Switches: Cyrus accepts 1/0, yes/no, on/off, t/f, true/false (case
- * insensitive).  Returns def when unset, or -1 (with err) for any other
- * spelling.
+ * Switches, exactly as Cyrus 3.6.1 reads them: case-sensitive, decided by
+ * the first bytes: "1", "y...", "t...", "on..." are 1 (so yes, true, on,
+ * t, y); "0", "n...", "f...", "of..." are 0.  "True", "ON", "2" are
+ * errors.  Returns def when unset, or -1 (with err) for any other value.
  */
 int		 conf_getswitch(const struct conf *, const char *prefix,
 		    const char *key, int def, char *err, size_t errlen);
-/* Integers: decimal, optional sign.  -1 return with err on junk. */
+/*
+ * Integers, as Cyrus reads them (strtoll base 0): optional sign, "0x"
+ * hex and leading-0 octal accepted, out-of-range values saturate.
+ * Returns 0 with *out set (def when unset), or -1 with err on junk.
+ */
 int		 conf_getint(const struct conf *, const char *prefix,
 		    const char *key, int64_t def, int64_t *out,
 		    char *err, size_t errlen);
 /*
  * Durations: a number with optional unit suffixes d, h, m, s (combined:
- * "1h30m"); a bare number is in defunit ('s' or 'm' etc., as the option
- * defines).  Result in seconds.
+ * "1h30m"; lower case only; a unit may repeat); a bare or trailing
+ * number is in defunit ('s' or 'm' etc., as the option defines); an
+ * optional leading '-'.  Result in seconds in *out; returns 0, or -1 with
+ * err on junk or overflow.  def (may be NULL: 0) is used when unset.
  */
 int		 conf_getduration(const struct conf *, const char *prefix,
 		    const char *key, const char *def, char defunit,

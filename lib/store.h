@@ -138,7 +138,10 @@ int		 store_rollback(struct store *);
 /*
  * When on, every change made through this handle appends the matching
  * sync_log records (protocol doc section 7) to the configured channels
- * when the transaction commits.  Off by default.
+ * when the transaction commits.  Off by default.  The lines are written
+ * after the database commit (a reader acting on them must see the
+ * change); if that write fails store_commit() returns -1 although the
+ * data is committed, and store_error() begins with "committed".
  */
 void		 store_set_synclog(struct store *, int on);
 

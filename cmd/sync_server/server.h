@@ -6,6 +6,7 @@
 #ifndef SYNC_SERVER_H
 #define SYNC_SERVER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct conf;
@@ -56,6 +57,12 @@ struct sv {
 enum sv_result	 sv_get(struct sv *, struct dlist *arg);
 enum sv_result	 sv_apply(struct sv *, struct dlist *arg);
 enum sv_result	 sv_restore(struct sv *, struct dlist *arg);
+
+/* The quota root governing a mailbox name (the longest existing root that
+ * is the name or an ancestor): 1 with the root in buf, 0 if none, -1 on a
+ * store error.  Shared by get.c and apply.c. */
+int		 sv_quotaroot(struct store *, const char *mboxname, char *buf,
+		    size_t size);
 
 /* The exact status line for a result, without CRLF:
  * "OK success", "NO IMAP_SYNC_CHECKSUM Checksum Failure", ... */

@@ -1,0 +1,1301 @@
+/*
+ * sync-plan: turn actions into a replication plan.
+ *
+ * The master's state comes from the local store; the replica's from GET
+ * requests over a connection of our own.  The plan is the list of csync
+ * commands that bring the replica to the master's state, in the
+ * protocol's own text, with comment lines saying why.  Nothing is sent:
+ * run alone this is the dry run; sync-send applies a plan.
+ */
+#include <sys/types.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "csync.h"
+#include "dlist.h"
+#include "mbdl.h"
+#include "names.h"
+#include "prot.h"
+#include "store.h"
+#include "synclog_read.h"
+
+#define PLAN_VERSION		1
+#define RESERVE_MAX		8192	/* GUIDs per APPLY RESERVE */
+#define MESSAGE_MAX		1024	/* files per APPLY MESSAGE */
+
+/* Exit statuses (see sync-plan(1)). */
+#define EXIT_OK			0
+#define EXIT_FAILED		1
+#define EXIT_UNREACHABLE	EX_UNAVAILABLE	/* 69 */
+#define EXIT_IOERR		EX_IOERR	/* 74 */
+#define EXIT_TEMP		EX_TEMPFAIL	/* 75 */
+#define EXIT_PROTOCOL		EX_PROTOCOL	/* 76 */
+#define EXIT_CONFIG		EX_CONFIG	/* 78 */
+
+struct opts {
+	const char	*conf_path;
+	const char	*target;
+	const char	*command;
+	const char	*partition;
+	int		 all;
+	int		 local;
+	int		 verbose;
+	int		 legacy_sieve;
+	int		 force;		/* -O: APPLY FORCE, the master wins */
+	const char	*channel;
+	char		**users;
+	size_t		 nusers;
+	char		**mboxes;
+	size_t		 nmboxes;
+	char		**metas;
+	size_t		 nmetas;
+};
+
+/* A mailbox as the replica reported it. */
+struct rmb {
+	struct store_mailbox	 mb;
+	struct store_annot	*annots;
+	size_t			 nannots;
+	int			 seen;		/* matched to a master mailbox */
+};
+
+struct rstate {
+	struct rmb	*mbs;
+	size_t		 nmbs;
+	struct dlist	*items;		/* kvlist of the other data lines */
+};
+
+struct plan {
+	struct opts	*o;
+	struct conf	*conf;
+	struct store	*store;
+	struct csync	*cs;
+	struct prot	*out;
+	int		 failed;	/* objects we could not plan */
+	int		 fatal;		/* exit status of a fatal error */
+};
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: sync-plan [-ALOv] [-C config] [-e command] "
+	    "[-m mailbox] [-n channel] [-p partition] [-S host[:port]] [-s user] "
+	    "[-u user] [--legacy-sieve]\n");
+	exit(EX_USAGE);
+}
+
+static void
+warnx_(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("sync-plan: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void
+push(char ***v, size_t *n, const char *s)
+{
+	char **nv = reallocarray(*v, *n + 1, sizeof(**v));
+
+	if (nv == NULL) {
+		warnx_("out of memory");
+		exit(EX_OSERR);
+	}
+	*v = nv;
+	(*v)[(*n)++] = strdup(s);
+}
+
+static void
+comment(struct plan *pl, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	prot_printf(pl->out, "# %s\n", buf);
+}
+
+/* One command line of the plan.  Literals come out as {N+}CRLF bytes, so
+ * a line may span lines of text; the reader is dlist_parse. */
+static void
+emit(struct plan *pl, const char *verb, const struct dlist *d)
+{
+	prot_puts(pl->out, verb);
+	prot_puts(pl->out, " ");
+	dlist_print(d, 1, pl->out, 1);
+	prot_puts(pl->out, "\n");
+}
+
+static void
+rstate_clear(struct rstate *rs)
+{
+	size_t i;
+
+	for (i = 0; i < rs->nmbs; i++) {
+		store_mailbox_clear(&rs->mbs[i].mb);
+		store_annots_free(rs->mbs[i].annots, rs->mbs[i].nannots);
+	}
+	free(rs->mbs);
+	dlist_free(rs->items);
+	memset(rs, 0, sizeof(*rs));
+}
+
+/* Ask the replica; keep MAILBOX lines parsed and the rest as items. */
+static int
+rstate_get(struct plan *pl, const char *what, struct dlist *arg,
+    struct rstate *rs)
+{
+	struct csync_reply r;
+	char err[256];
+	size_t i;
+
+	memset(rs, 0, sizeof(*rs));
+	rs->items = dlist_newkvlist(NULL, "ITEMS");
+	if (csync_call(pl->cs, "GET", arg, &r, NULL) == -1 &&
+	    r.status[0] == '\0') {
+		warnx_("GET %s: %s", what, pl->cs->err);
+		pl->fatal = pl->cs->errclass == CSYNC_PROTOCOL ?
+		    EXIT_PROTOCOL : EXIT_UNREACHABLE;
+		csync_reply_clear(&r);
+		return -1;
+	}
+	if (strcmp(r.status, "OK") != 0 &&
+	    strcmp(r.code, "IMAP_MAILBOX_NONEXISTENT") != 0) {
+		warnx_("GET %s: replica answered %s %s", what, r.status,
+		    r.text);
+		csync_reply_clear(&r);
+		pl->failed++;
+		return -1;
+	}
+	for (i = 0; i < r.nitems; i++) {
+		struct dlist *d = r.items[i];
+
+		if (strcmp(d->key, "MAILBOX") == 0) {
+			struct rmb *n = reallocarray(rs->mbs, rs->nmbs + 1,
+			    sizeof(*n));
+
+			if (n == NULL)
+				break;
+			rs->mbs = n;
+			memset(&n[rs->nmbs], 0, sizeof(*n));
+			if (mbdl_parse_mailbox(d, &n[rs->nmbs].mb,
+			    &n[rs->nmbs].annots, &n[rs->nmbs].nannots, 1, err,
+			    sizeof(err)) == -1) {
+				warnx_("GET %s: bad MAILBOX from replica: %s",
+				    what, err);
+				pl->failed++;
+				continue;
+			}
+			rs->nmbs++;
+			dlist_free(d);
+		} else
+			dlist_stitch(rs->items, d);
+		r.items[i] = NULL;
+	}
+	r.nitems = 0;
+	csync_reply_clear(&r);
+	return 0;
+}
+
+static struct rmb *
+rstate_by_uniqueid(struct rstate *rs, const char *uniqueid)
+{
+	size_t i;
+
+	for (i = 0; i < rs->nmbs; i++)
+		if (strcmp(rs->mbs[i].mb.uniqueid, uniqueid) == 0)
+			return &rs->mbs[i];
+	return NULL;
+}
+
+static struct rmb *
+rstate_by_name(struct rstate *rs, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < rs->nmbs; i++)
+		if (strcmp(rs->mbs[i].mb.name, name) == 0)
+			return &rs->mbs[i];
+	return NULL;
+}
+
+static int
+streq(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/*
+ * Is the replica's copy the same as ours?  The comparison a Cyrus
+ * client makes (protocol doc 4.11), CRCs last with 0 as a wildcard.
+ */
+static int
+unchanged(const struct store_mailbox *m, const struct store_annot *ma,
+    size_t nma, const struct rmb *r)
+{
+	const struct store_mailbox *x = &r->mb;
+
+	if (!streq(m->mbtype, x->mbtype) || m->last_uid != x->last_uid ||
+	    m->highestmodseq != x->highestmodseq ||
+	    m->uidvalidity != x->uidvalidity ||
+	    m->recentuid != x->recentuid || m->recenttime != x->recenttime ||
+	    m->pop3_last_login != x->pop3_last_login ||
+	    m->pop3_show_after != x->pop3_show_after ||
+	    !streq(m->options, x->options) || !streq(m->acl, x->acl) ||
+	    !streq(m->name, x->name) || !streq(m->partition, x->partition))
+		return 0;
+	if (x->foldermodseq != 0 && m->foldermodseq != x->foldermodseq)
+		return 0;
+	if (mbdl_annots_cmp(ma, nma, r->annots, r->nannots) != 0)
+		return 0;
+	if (m->sync_crc != 0 && x->sync_crc != 0 && m->sync_crc != x->sync_crc)
+		return 0;
+	if (m->sync_crc_annot != 0 && x->sync_crc_annot != 0 &&
+	    m->sync_crc_annot != x->sync_crc_annot)
+		return 0;
+	return 1;
+}
+
+struct reccollect {
+	struct dlist	*records;
+	uint32_t	 replica_last_uid;
+	int		 replica_has;
+	char		(*guids)[41];
+	uint32_t	*sizes;
+	size_t		 nguids;
+	size_t		 nrecords;
+};
+
+static int
+collect_record(const struct store_record *rec, void *arg)
+{
+	struct reccollect *rc = arg;
+
+	mbdl_record(rc->records, rec);
+	rc->nrecords++;
+	if ((rec->sysflags & SF_EXPUNGED) == 0 &&
+	    (!rc->replica_has || rec->uid > rc->replica_last_uid)) {
+		char (*ng)[41] = reallocarray(rc->guids, rc->nguids + 1,
+		    sizeof(*ng));
+		uint32_t *ns = reallocarray(rc->sizes, rc->nguids + 1,
+		    sizeof(*ns));
+
+		if (ng == NULL || ns == NULL)
+			return -1;
+		rc->guids = ng;
+		rc->sizes = ns;
+		memcpy(rc->guids[rc->nguids], rec->guid, 41);
+		rc->sizes[rc->nguids++] = rec->size;
+	}
+	return 0;
+}
+
+/* RESERVE what the replica may already hold, then list the bodies to
+ * upload; sync-send sends only those the RESERVE reported missing. */
+static void
+plan_bodies(struct plan *pl, const char *partition, struct rstate *rs,
+    struct reccollect *rc)
+{
+	size_t i, j;
+
+	if (rc->nguids == 0)
+		return;
+	if (rs->nmbs > 0) {
+		for (i = 0; i < rc->nguids; i += RESERVE_MAX) {
+			struct dlist *kv = dlist_newkvlist(NULL, "RESERVE");
+			struct dlist *names, *gl;
+
+			dlist_setatom(kv, "PARTITION", partition);
+			names = dlist_newlist(kv, "MBOXNAME");
+			for (j = 0; j < rs->nmbs; j++)
+				dlist_setatom(names, NULL, rs->mbs[j].mb.name);
+			gl = dlist_newlist(kv, "GUID");
+			for (j = i; j < rc->nguids && j < i + RESERVE_MAX; j++)
+				dlist_setguid(gl, NULL, rc->guids[j]);
+			emit(pl, "APPLY", kv);
+			dlist_free(kv);
+		}
+	}
+	for (i = 0; i < rc->nguids; i += MESSAGE_MAX) {
+		prot_puts(pl->out, "APPLY MESSAGE (");
+		for (j = i; j < rc->nguids && j < i + MESSAGE_MAX; j++)
+			prot_printf(pl->out, "%s%%{%s %s %" PRIu32 "}",
+			    j > i ? " " : "", partition, rc->guids[j],
+			    rc->sizes[j]);
+		prot_puts(pl->out, ")\n");
+	}
+}
+
+static void
+plan_mailbox(struct plan *pl, const struct store_mailbox *m,
+    struct rstate *rs, struct rmb *r)
+{
+	struct store_annot *annots = NULL;
+	size_t nannots = 0;
+	struct reccollect rc;
+	struct dlist *kv;
+	struct store_mailbox send = *m;
+
+	if (store_mbannot_list(pl->store, m->id, &annots, &nannots) == -1) {
+		warnx_("%s: %s", m->name, store_error(pl->store));
+		pl->failed++;
+		return;
+	}
+	if (pl->o->partition != NULL)
+		send.partition = (char *)pl->o->partition;
+	else if (r != NULL && r->mb.partition != NULL)
+		send.partition = r->mb.partition;
+	if (r != NULL && unchanged(&send, annots, nannots, r)) {
+		if (pl->o->verbose)
+			comment(pl, "%s: unchanged (modseq %" PRIu64 ")",
+			    m->name, m->highestmodseq);
+		store_annots_free(annots, nannots);
+		return;
+	}
+	if (r == NULL)
+		comment(pl, "%s: not on the replica: create (last_uid %" PRIu32
+		    ", modseq %" PRIu64 ")", m->name, m->last_uid,
+		    m->highestmodseq);
+	else
+		comment(pl, "%s: replica at modseq %" PRIu64 " last_uid %"
+		    PRIu32 ", master at %" PRIu64 " / %" PRIu32, m->name,
+		    r->mb.highestmodseq, r->mb.last_uid, m->highestmodseq,
+		    m->last_uid);
+	if (r != NULL && (r->mb.highestmodseq > m->highestmodseq ||
+	    r->mb.last_uid > m->last_uid))
+		comment(pl, "%s: the replica is ahead of the master: it will "
+		    "refuse this update (split brain; copy-back is not "
+		    "supported)", m->name);
+	if (r != NULL && r->mb.uidvalidity > send.uidvalidity)
+		send.uidvalidity = r->mb.uidvalidity;
+
+	memset(&rc, 0, sizeof(rc));
+	rc.records = dlist_newlist(NULL, "RECORD");
+	rc.replica_has = r != NULL;
+	rc.replica_last_uid = r ? r->mb.last_uid : 0;
+	if (store_record_foreach(pl->store, m->id, r ? r->mb.highestmodseq :
+	    0, collect_record, &rc) != 0) {
+		warnx_("%s: reading records: %s", m->name,
+		    store_error(pl->store));
+		pl->failed++;
+		goto done;
+	}
+	if (send.partition != NULL)
+		plan_bodies(pl, send.partition, rs, &rc);
+	kv = mbdl_mailbox(NULL, pl->o->local ? "LOCAL_MAILBOX" : "MAILBOX",
+	    &send, annots, nannots);
+	if (r != NULL) {
+		/* The state this plan was made against: a replica that has
+		 * moved on refuses it (IMAP_SYNC_CHANGED). */
+		dlist_setnum64(kv, "SINCE_MODSEQ", r->mb.highestmodseq);
+		dlist_setnum32(kv, "SINCE_CRC", r->mb.sync_crc);
+		dlist_setnum32(kv, "SINCE_CRC_ANNOT", r->mb.sync_crc_annot);
+	}
+	dlist_stitch(kv, rc.records);
+	rc.records = NULL;
+	emit(pl, "APPLY", kv);
+	dlist_free(kv);
+done:
+	dlist_free(rc.records);
+	free(rc.guids);
+	free(rc.sizes);
+	store_annots_free(annots, nannots);
+}
+
+struct mblist {
+	struct store_mailbox	*v;
+	size_t			 n;
+};
+
+static int
+collect_mailbox(const struct store_mailbox *mb, void *arg)
+{
+	struct mblist *l = arg;
+	struct store_mailbox *nv = reallocarray(l->v, l->n + 1, sizeof(*nv));
+
+	if (nv == NULL)
+		return -1;
+	l->v = nv;
+	memset(&nv[l->n], 0, sizeof(*nv));
+	nv[l->n] = *mb;
+#define DUP(f) nv[l->n].f = mb->f ? strdup(mb->f) : NULL
+	DUP(uniqueid); DUP(name); DUP(mbtype); DUP(partition); DUP(acl);
+	DUP(options); DUP(quotaroot);
+#undef DUP
+	l->n++;
+	return 0;
+}
+
+static void
+mblist_clear(struct mblist *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		store_mailbox_clear(&l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+/* Renames first (matched by uniqueid), so that updates find their
+ * mailbox under its new name.  A swap or chain whose target name is
+ * still taken is broken with a temporary name. */
+static void
+plan_renames(struct plan *pl, struct mblist *ml, struct rstate *rs)
+{
+	size_t i, pending, round;
+
+	for (round = 0; round < 3; round++) {
+		pending = 0;
+		for (i = 0; i < ml->n; i++) {
+			struct store_mailbox *m = &ml->v[i];
+			struct rmb *r = rstate_by_uniqueid(rs, m->uniqueid);
+			struct rmb *occ;
+			struct dlist *kv;
+
+			if (r == NULL || strcmp(r->mb.name, m->name) == 0)
+				continue;
+			occ = rstate_by_name(rs, m->name);
+			if (occ != NULL && round < 2) {
+				pending++;
+				continue;
+			}
+			if (occ != NULL) {
+				/* Move the occupant aside. */
+				char tmp[MAX_MAILBOX_NAME + 64];
+
+				snprintf(tmp, sizeof(tmp), "%s.syncpipe-%s",
+				    occ->mb.name, occ->mb.uniqueid);
+				kv = dlist_newkvlist(NULL, pl->o->local ?
+				    "LOCAL_RENAME" : "RENAME");
+				dlist_setatom(kv, "OLDMBOXNAME", occ->mb.name);
+				dlist_setatom(kv, "NEWMBOXNAME", tmp);
+				dlist_setatom(kv, "PARTITION",
+				    occ->mb.partition ? occ->mb.partition :
+				    "default");
+				comment(pl, "%s: name wanted by another "
+				    "mailbox: moved aside", occ->mb.name);
+				emit(pl, "APPLY", kv);
+				dlist_free(kv);
+				free(occ->mb.name);
+				occ->mb.name = strdup(tmp);
+			}
+			kv = dlist_newkvlist(NULL, pl->o->local ?
+			    "LOCAL_RENAME" : "RENAME");
+			dlist_setatom(kv, "OLDMBOXNAME", r->mb.name);
+			dlist_setatom(kv, "NEWMBOXNAME", m->name);
+			dlist_setatom(kv, "PARTITION", pl->o->partition ?
+			    pl->o->partition : m->partition ? m->partition :
+			    "default");
+			dlist_setnum32(kv, "UIDVALIDITY", m->uidvalidity);
+			comment(pl, "%s: renamed on the master from %s",
+			    m->name, r->mb.name);
+			emit(pl, "APPLY", kv);
+			dlist_free(kv);
+			free(r->mb.name);
+			r->mb.name = strdup(m->name);
+		}
+		if (pending == 0)
+			break;
+	}
+}
+
+static void
+plan_quota(struct plan *pl, const char *root, struct dlist *rq)
+{
+	struct store_quota q;
+	struct dlist *kv;
+	static const char *keys[QUOTA_NUMRESOURCES] = {
+		"STORAGE", "MESSAGE", "X-ANNOTATION-STORAGE", "X-NUM-FOLDERS"
+	};
+	int r, i, same = 1;
+
+	r = store_quota_get(pl->store, root, &q);
+	if (r == -1) {
+		warnx_("quota %s: %s", root, store_error(pl->store));
+		pl->failed++;
+		return;
+	}
+	if (r == STORE_NOTFOUND) {
+		if (rq != NULL) {
+			comment(pl, "quota %s: removed on the master", root);
+			kv = dlist_setatom(NULL, "UNQUOTA", root);
+			emit(pl, "APPLY", kv);
+			dlist_free(kv);
+		}
+		return;
+	}
+	kv = dlist_newkvlist(NULL, "QUOTA");
+	dlist_setatom(kv, "ROOT", root);
+	dlist_setnum32(kv, "LIMIT", q.limits[QUOTA_STORAGE] < 0 ?
+	    4294967295u : (uint32_t)q.limits[QUOTA_STORAGE]);
+	for (i = 0; i < QUOTA_NUMRESOURCES; i++)
+		if (q.limits[i] >= 0)
+			dlist_setnum32(kv, keys[i], (uint32_t)q.limits[i]);
+	dlist_setnum64(kv, "MODSEQ", q.modseq);
+	if (rq == NULL)
+		same = 0;
+	else
+		for (i = 0; i < QUOTA_NUMRESOURCES; i++) {
+			uint32_t v;
+			int has = dlist_getnum32(rq, keys[i], &v) == 0;
+
+			if (has != (q.limits[i] >= 0) ||
+			    (has && v != (uint32_t)q.limits[i]))
+				same = 0;
+		}
+	if (!same) {
+		comment(pl, "quota %s: differs on the replica", root);
+		emit(pl, "APPLY", kv);
+	}
+	dlist_free(kv);
+	store_quota_clear(&q);
+}
+
+struct seenctx {
+	struct plan	*pl;
+	const char	*userid;
+	struct dlist	*items;
+};
+
+static int
+seen_cb(const struct store_seen *s, void *arg)
+{
+	struct seenctx *sc = arg;
+	struct dlist *d, *kv;
+
+	for (d = sc->items->head; d != NULL; d = d->next) {
+		const char *u, *set;
+		int64_t lr, lc;
+		uint32_t lu;
+
+		if (strcmp(d->key, "SEEN") != 0 ||
+		    dlist_getatom(d, "UNIQUEID", &u) == -1 ||
+		    strcmp(u, s->uniqueid) != 0)
+			continue;
+		if (dlist_getdate(d, "LASTREAD", &lr) == 0 &&
+		    dlist_getnum32(d, "LASTUID", &lu) == 0 &&
+		    dlist_getdate(d, "LASTCHANGE", &lc) == 0 &&
+		    dlist_getatom(d, "SEENUIDS", &set) == 0 &&
+		    lr == s->lastread && lu == s->lastuid &&
+		    lc == s->lastchange && streq(set, s->seenuids))
+			return 0;
+		break;
+	}
+	kv = dlist_newkvlist(NULL, "SEEN");
+	dlist_setatom(kv, "USERID", sc->userid);
+	dlist_setatom(kv, "UNIQUEID", s->uniqueid);
+	dlist_setdate(kv, "LASTREAD", s->lastread);
+	dlist_setnum32(kv, "LASTUID", s->lastuid);
+	dlist_setdate(kv, "LASTCHANGE", s->lastchange);
+	dlist_setatom(kv, "SEENUIDS", s->seenuids ? s->seenuids : "");
+	comment(sc->pl, "seen of %s on %s differs", sc->userid, s->uniqueid);
+	emit(sc->pl, "APPLY", kv);
+	dlist_free(kv);
+	return 0;
+}
+
+struct subctx {
+	char	**v;
+	size_t	  n;
+};
+
+static int
+sub_cb(const char *name, void *arg)
+{
+	struct subctx *sc = arg;
+
+	push(&sc->v, &sc->n, name);
+	return 0;
+}
+
+static int
+in_list(const struct dlist *l, const char *s)
+{
+	const struct dlist *d;
+
+	for (d = l ? l->head : NULL; d != NULL; d = d->next)
+		if (d->kind == DL_STRING && strcmp(d->s, s) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+plan_subs(struct plan *pl, const char *userid, struct dlist *items)
+{
+	struct dlist *lsub = NULL, *d, *kv;
+	struct subctx sc = { NULL, 0 };
+	size_t i;
+
+	for (d = items->head; d != NULL; d = d->next)
+		if (strcmp(d->key, "LSUB") == 0)
+			lsub = d;
+	if (store_sub_foreach(pl->store, userid, sub_cb, &sc) == -1) {
+		warnx_("subscriptions of %s: %s", userid,
+		    store_error(pl->store));
+		pl->failed++;
+		return;
+	}
+	for (i = 0; i < sc.n; i++) {
+		if (in_list(lsub, sc.v[i]))
+			continue;
+		kv = dlist_newkvlist(NULL, "SUB");
+		dlist_setatom(kv, "USERID", userid);
+		dlist_setatom(kv, "MBOXNAME", sc.v[i]);
+		emit(pl, "APPLY", kv);
+		dlist_free(kv);
+	}
+	for (d = lsub ? lsub->head : NULL; d != NULL; d = d->next) {
+		int found = 0;
+
+		for (i = 0; i < sc.n && !found; i++)
+			found = strcmp(sc.v[i], d->s) == 0;
+		if (found)
+			continue;
+		kv = dlist_newkvlist(NULL, "UNSUB");
+		dlist_setatom(kv, "USERID", userid);
+		dlist_setatom(kv, "MBOXNAME", d->s);
+		emit(pl, "APPLY", kv);
+		dlist_free(kv);
+	}
+	for (i = 0; i < sc.n; i++)
+		free(sc.v[i]);
+	free(sc.v);
+}
+
+struct sievectx {
+	struct plan	*pl;
+	const char	*userid;
+	struct dlist	*items;
+	int		 active_done;
+};
+
+static int
+sieve_cb(const struct store_sieve *s, void *arg)
+{
+	struct sievectx *sc = arg;
+	struct dlist *d, *kv;
+	char fname[300];
+	int have = 0, isactive = 0;
+
+	snprintf(fname, sizeof(fname), "%s.script", s->name);
+	for (d = sc->items->head; d != NULL; d = d->next) {
+		const char *fn, *g;
+		uint32_t act;
+
+		if (strcmp(d->key, "SIEVE") != 0 ||
+		    dlist_getatom(d, "FILENAME", &fn) == -1)
+			continue;
+		if (strcmp(fn, fname) == 0 && dlist_getatom(d, "GUID",
+		    &g) == 0 && strcasecmp(g, s->guid) == 0)
+			have = 1;
+		if (dlist_getnum32(d, "ISACTIVE", &act) == 0 && act &&
+		    strncmp(fn, s->name, strlen(s->name)) == 0 &&
+		    strcmp(fn + strlen(s->name), ".bc") == 0)
+			isactive = 1;
+	}
+	if (!have) {
+		char *content;
+		size_t len;
+
+		if (store_sieve_get(sc->pl->store, sc->userid, s->name,
+		    &content, &len) != 0) {
+			sc->pl->failed++;
+			return 0;
+		}
+		kv = dlist_newkvlist(NULL, "SIEVE");
+		dlist_setatom(kv, "USERID", sc->userid);
+		dlist_setatom(kv, "FILENAME", fname);
+		dlist_setdate(kv, "LAST_UPDATE", s->last_update);
+		dlist_setmap(kv, "CONTENT", content, len);
+		emit(sc->pl, "APPLY", kv);
+		dlist_free(kv);
+		free(content);
+	}
+	if (s->active && !isactive) {
+		snprintf(fname, sizeof(fname), "%s.bc", s->name);
+		kv = dlist_newkvlist(NULL, "ACTIVATE_SIEVE");
+		dlist_setatom(kv, "USERID", sc->userid);
+		dlist_setatom(kv, "FILENAME", fname);
+		emit(sc->pl, "APPLY", kv);
+		dlist_free(kv);
+	}
+	return 0;
+}
+
+static void
+plan_sieve(struct plan *pl, const char *userid, struct dlist *items)
+{
+	struct sievectx sc = { pl, userid, items, 0 };
+
+	if (pl->cs->sieve_mailbox)
+		return;		/* scripts travel in the #sieve mailbox */
+	if (store_sieve_foreach(pl->store, userid, sieve_cb, &sc) == -1) {
+		warnx_("sieve of %s: %s", userid, store_error(pl->store));
+		pl->failed++;
+	}
+}
+
+static int
+is_sieve_type(const char *mbtype)
+{
+	return mbtype != NULL && mbtype[0] == 'f';
+}
+
+/* The whole state of one user (protocol doc 6.3). */
+static void
+plan_user(struct plan *pl, const char *userid, int meta_only)
+{
+	struct rstate rs;
+	struct mblist ml = { NULL, 0 };
+	struct dlist *arg, *d;
+	char **roots = NULL;
+	size_t nroots = 0, i, j;
+	struct seenctx sc;
+
+	if (!userid_valid(userid)) {
+		warnx_("invalid userid '%s'", userid);
+		pl->failed++;
+		return;
+	}
+	arg = dlist_setatom(NULL, meta_only ? "META" : "USER", userid);
+	if (rstate_get(pl, userid, arg, &rs) == -1) {
+		dlist_free(arg);
+		return;
+	}
+	dlist_free(arg);
+	if (store_mailbox_foreach_user(pl->store, userid, collect_mailbox,
+	    &ml) != 0) {
+		warnx_("user %s: %s", userid, store_error(pl->store));
+		pl->failed++;
+		goto done;
+	}
+	comment(pl, "user %s: %zu mailboxes on the master, %zu on the "
+	    "replica", userid, ml.n, rs.nmbs);
+	if (!meta_only) {
+		/* Without SIEVE-MAILBOX the #sieve mailbox is not replicated. */
+		if (!pl->cs->sieve_mailbox)
+			for (i = 0; i < ml.n; i++)
+				if (is_sieve_type(ml.v[i].mbtype))
+					ml.v[i].name[0] = '\0';
+		plan_renames(pl, &ml, &rs);
+		for (i = 0; i < ml.n; i++) {
+			struct rmb *r;
+
+			if (ml.v[i].name[0] == '\0')
+				continue;
+			r = rstate_by_uniqueid(&rs, ml.v[i].uniqueid);
+			if (r != NULL)
+				r->seen = 1;
+			plan_mailbox(pl, &ml.v[i], &rs, r);
+			if (ml.v[i].quotaroot != NULL) {
+				for (j = 0; j < nroots; j++)
+					if (strcmp(roots[j],
+					    ml.v[i].quotaroot) == 0)
+						break;
+				if (j == nroots)
+					push(&roots, &nroots,
+					    ml.v[i].quotaroot);
+			}
+		}
+		for (i = 0; i < rs.nmbs; i++) {
+			struct store_tombstone t;
+			struct dlist *kv;
+
+			if (rs.mbs[i].seen)
+				continue;
+			if (store_tombstone_get(pl->store, rs.mbs[i].mb.name,
+			    &t) != 0) {
+				comment(pl, "%s: only on the replica and no "
+				    "tombstone on the master: left alone",
+				    rs.mbs[i].mb.name);
+				continue;
+			}
+			store_tombstone_clear(&t);
+			comment(pl, "%s: deleted on the master",
+			    rs.mbs[i].mb.name);
+			kv = dlist_setatom(NULL, pl->o->local ?
+			    "LOCAL_UNMAILBOX" : "UNMAILBOX", rs.mbs[i].mb.name);
+			emit(pl, "APPLY", kv);
+			dlist_free(kv);
+		}
+		/* Quota roots: ours, and any the replica reported. */
+		for (d = rs.items->head; d != NULL; d = d->next) {
+			const char *root;
+
+			if (strcmp(d->key, "QUOTA") == 0 &&
+			    dlist_getatom(d, "ROOT", &root) == 0) {
+				for (j = 0; j < nroots; j++)
+					if (strcmp(roots[j], root) == 0)
+						break;
+				if (j == nroots)
+					push(&roots, &nroots, root);
+			}
+		}
+		for (j = 0; j < nroots; j++) {
+			struct dlist *rq = NULL;
+
+			for (d = rs.items->head; d != NULL; d = d->next) {
+				const char *root;
+
+				if (strcmp(d->key, "QUOTA") == 0 &&
+				    dlist_getatom(d, "ROOT", &root) == 0 &&
+				    strcmp(root, roots[j]) == 0)
+					rq = d;
+			}
+			plan_quota(pl, roots[j], rq);
+			free(roots[j]);
+		}
+		free(roots);
+	}
+	sc.pl = pl;
+	sc.userid = userid;
+	sc.items = rs.items;
+	if (store_seen_foreach(pl->store, userid, seen_cb, &sc) == -1) {
+		warnx_("seen of %s: %s", userid, store_error(pl->store));
+		pl->failed++;
+	}
+	plan_subs(pl, userid, rs.items);
+	plan_sieve(pl, userid, rs.items);
+done:
+	mblist_clear(&ml);
+	rstate_clear(&rs);
+	prot_flush(pl->out);
+}
+
+/* Mailboxes by name (-m, and non-user mailboxes from the log). */
+static void
+plan_mailboxes(struct plan *pl, char **names, size_t n)
+{
+	struct dlist *arg = dlist_newlist(NULL, "MAILBOXES");
+	struct rstate rs;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		dlist_setatom(arg, NULL, names[i]);
+	if (rstate_get(pl, "MAILBOXES", arg, &rs) == -1) {
+		dlist_free(arg);
+		return;
+	}
+	dlist_free(arg);
+	for (i = 0; i < n; i++) {
+		struct store_mailbox m;
+		struct store_tombstone t;
+		int r = store_mailbox_get(pl->store, names[i], &m);
+
+		if (r == STORE_NOTFOUND) {
+			struct rmb *rm = rstate_by_name(&rs, names[i]);
+
+			if (rm != NULL && store_tombstone_get(pl->store,
+			    names[i], &t) == 0) {
+				struct dlist *kv = dlist_setatom(NULL,
+				    pl->o->local ? "LOCAL_UNMAILBOX" :
+				    "UNMAILBOX", names[i]);
+
+				store_tombstone_clear(&t);
+				comment(pl, "%s: deleted on the master",
+				    names[i]);
+				emit(pl, "APPLY", kv);
+				dlist_free(kv);
+			} else
+				comment(pl, "%s: not on the master", names[i]);
+			continue;
+		}
+		if (r != 0) {
+			warnx_("%s: %s", names[i], store_error(pl->store));
+			pl->failed++;
+			continue;
+		}
+		{
+			struct rmb *rm = rstate_by_uniqueid(&rs, m.uniqueid);
+
+			if (rm != NULL && strcmp(rm->mb.name, m.name) != 0) {
+				struct mblist one = { &m, 1 };
+
+				plan_renames(pl, &one, &rs);
+			}
+			plan_mailbox(pl, &m, &rs, rm);
+		}
+		store_mailbox_clear(&m);
+	}
+	rstate_clear(&rs);
+}
+
+static void
+plan_unuser(struct plan *pl, const char *userid)
+{
+	struct store_mailbox m;
+	char *inbox = mboxname_user_inbox(userid);
+	struct dlist *kv;
+	int r;
+
+	if (inbox == NULL) {
+		pl->failed++;
+		return;
+	}
+	r = store_mailbox_get(pl->store, inbox, &m);
+	free(inbox);
+	if (r == 0) {
+		store_mailbox_clear(&m);
+		comment(pl, "user %s still exists on the master", userid);
+		plan_user(pl, userid, 0);
+		return;
+	}
+	comment(pl, "user %s: deleted on the master", userid);
+	kv = dlist_setatom(NULL, "UNUSER", userid);
+	emit(pl, "APPLY", kv);
+	dlist_free(kv);
+}
+
+static int
+all_users_cb(const struct store_mailbox *mb, void *arg)
+{
+	struct subctx *sc = arg;
+	char *u;
+	size_t i;
+
+	if (mboxname_isdeleted(mb->name))
+		return 0;
+	u = mboxname_to_userid(mb->name);
+	if (u == NULL)
+		return 0;
+	for (i = 0; i < sc->n; i++)
+		if (strcmp(sc->v[i], u) == 0)
+			break;
+	if (i == sc->n)
+		push(&sc->v, &sc->n, u);
+	free(u);
+	return 0;
+}
+
+/* The plan's first lines: its version, and the session set-up the
+ * replica state was read with. */
+static void
+plan_header(struct plan *pl)
+{
+	prot_printf(pl->out, "%%syncpipe-plan %d\n", PLAN_VERSION);
+	if (pl->cs->sieve_mailbox)
+		prot_puts(pl->out, "APPLY CAPABILITIES (SIEVE-MAILBOX)\n");
+	if (pl->o->force)
+		prot_puts(pl->out, "APPLY FORCE %()\n");
+}
+
+/* An action stream on stdin: batches of sync_log records with '%'
+ * control lines between them, which pass through to the plan. */
+struct batch {
+	char	**users, **metas, **unusers, **shared, **unmailboxes, **roots;
+	size_t	  nusers, nmetas, nunusers, nshared, nunmailboxes, nroots;
+	char	**controls;
+	size_t	  ncontrols;
+};
+
+static void
+addu(char ***v, size_t *n, const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < *n; i++)
+		if (strcmp((*v)[i], s) == 0)
+			return;
+	push(v, n, s);
+}
+
+static void
+batch_run(struct plan *pl, struct batch *b)
+{
+	size_t i, j;
+
+	if (b->nshared > 0)
+		plan_mailboxes(pl, b->shared, b->nshared);
+	for (i = 0; i < b->nroots; i++) {
+		struct dlist *arg = dlist_setatom(NULL, "QUOTA", b->roots[i]);
+		struct rstate rs;
+
+		if (rstate_get(pl, b->roots[i], arg, &rs) == 0) {
+			struct dlist *d, *rq = NULL;
+
+			for (d = rs.items->head; d != NULL; d = d->next)
+				if (strcmp(d->key, "QUOTA") == 0)
+					rq = d;
+			plan_quota(pl, b->roots[i], rq);
+			rstate_clear(&rs);
+		}
+		dlist_free(arg);
+	}
+	for (i = 0; i < b->nunmailboxes; i++)
+		plan_mailboxes(pl, &b->unmailboxes[i], 1);
+	for (i = 0; i < b->nmetas; i++) {
+		for (j = 0; j < b->nusers; j++)
+			if (strcmp(b->users[j], b->metas[i]) == 0)
+				break;
+		if (j == b->nusers)
+			plan_user(pl, b->metas[i], 1);
+	}
+	for (i = 0; i < b->nusers; i++)
+		plan_user(pl, b->users[i], 0);
+	for (i = 0; i < b->nunusers; i++)
+		plan_unuser(pl, b->unusers[i]);
+	for (i = 0; i < b->ncontrols; i++)
+		prot_printf(pl->out, "%s\n", b->controls[i]);
+	prot_flush(pl->out);
+#define FREEV(v, n) do { for (i = 0; i < b->n; i++) free(b->v[i]); \
+	free(b->v); b->v = NULL; b->n = 0; } while (0)
+	FREEV(users, nusers); FREEV(metas, nmetas); FREEV(unusers, nunusers);
+	FREEV(shared, nshared); FREEV(unmailboxes, nunmailboxes);
+	FREEV(roots, nroots); FREEV(controls, ncontrols);
+#undef FREEV
+}
+
+static void
+batch_add(struct plan *pl, struct batch *b, const struct synclog_rec *rec)
+{
+	char owner[512];
+
+	switch (rec->kind) {
+	case SYNCLOG_USER:
+		addu(&b->users, &b->nusers, rec->arg1);
+		break;
+	case SYNCLOG_UNUSER:
+		addu(&b->unusers, &b->nunusers, rec->arg1);
+		break;
+	case SYNCLOG_META:
+	case SYNCLOG_SIEVE:
+	case SYNCLOG_SEEN:
+	case SYNCLOG_SUB:
+	case SYNCLOG_UNSUB:
+		addu(&b->metas, &b->nmetas, rec->arg1);
+		break;
+	case SYNCLOG_QUOTA:
+		addu(&b->roots, &b->nroots, rec->arg1);
+		break;
+	case SYNCLOG_UNMAILBOX:
+		addu(&b->unmailboxes, &b->nunmailboxes, rec->arg1);
+		break;
+	case SYNCLOG_APPEND:
+	case SYNCLOG_MAILBOX:
+	case SYNCLOG_ANNOTATION:
+	case SYNCLOG_DOUBLEMAILBOX:
+	case SYNCLOG_RENAME:
+		if (rec->kind == SYNCLOG_ANNOTATION && rec->arg1[0] == '\0')
+			break;	/* server annotations: not replicated yet */
+		synclog_mailbox_owner(rec->arg1, owner, sizeof(owner));
+		if (owner[0] != '\0')
+			addu(&b->users, &b->nusers, owner);
+		else
+			addu(&b->shared, &b->nshared, rec->arg1);
+		if (rec->arg2 != NULL) {
+			synclog_mailbox_owner(rec->arg2, owner, sizeof(owner));
+			if (owner[0] != '\0')
+				addu(&b->users, &b->nusers, owner);
+			else
+				addu(&b->shared, &b->nshared, rec->arg2);
+		}
+		break;
+	default:
+		break;
+	}
+	(void)pl;
+}
+
+static void
+read_actions(struct plan *pl)
+{
+	struct synclog_reader *rd = synclog_reader_new(0);
+	struct synclog_rec rec;
+	struct batch b;
+	const char *line;
+	size_t len;
+	int flags, r;
+	unsigned long lineno;
+	char err[256];
+
+	memset(&b, 0, sizeof(b));
+	if (rd == NULL) {
+		pl->fatal = EX_OSERR;
+		return;
+	}
+	plan_header(pl);
+	while ((r = synclog_reader_next(rd, &line, &len, &flags, &lineno, err,
+	    sizeof(err))) == 1) {
+		if (flags & SYNCLOG_LINE_LONG) {
+			if (!(flags & SYNCLOG_LINE_MORE))
+				warnx_("stdin:%lu: line too long", lineno);
+			continue;
+		}
+		if (len > 0 && line[0] == '%') {
+			char ctl[SYNCLOG_READ_MAX + 1];
+
+			memcpy(ctl, line, len);
+			ctl[len] = '\0';
+			/* A batch ends at its commit or end marker. */
+			if (strncmp(ctl, "%syncpipe-actions", 17) == 0 ||
+			    strncmp(ctl, "%batch", 6) == 0)
+				continue;
+			push(&b.controls, &b.ncontrols, ctl);
+			if (strncmp(ctl, "%end", 4) == 0 ||
+			    strncmp(ctl, "%commit", 7) == 0)
+				batch_run(pl, &b);
+			if (pl->fatal)
+				break;
+			continue;
+		}
+		r = synclog_parse(line, len, &rec, err, sizeof(err));
+		if (r == -1) {
+			warnx_("stdin:%lu: %s", lineno, err);
+			pl->failed++;
+			continue;
+		}
+		if (r == 1)
+			batch_add(pl, &b, &rec);
+	}
+	if (r == -1) {
+		warnx_("stdin: %s", err);
+		pl->fatal = EXIT_IOERR;
+	}
+	if (!pl->fatal)
+		batch_run(pl, &b);
+	synclog_reader_free(rd);
+}
+
+static void
+parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option lopts[] = {
+		{ "legacy-sieve", no_argument, NULL, 1 },
+		{ NULL, 0, NULL, 0 }
+	};
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "AC:Le:m:n:Op:S:s:u:v", lopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 'A': o->all = 1; break;
+		case 'C': o->conf_path = optarg; break;
+		case 'L': o->local = 1; break;
+		case 'n': o->channel = optarg; break;
+		case 'O': o->force = 1; break;
+		case 'e': o->command = optarg; break;
+		case 'm': push(&o->mboxes, &o->nmboxes, optarg); break;
+		case 'p': o->partition = optarg; break;
+		case 'S': o->target = optarg; break;
+		case 's': push(&o->metas, &o->nmetas, optarg); break;
+		case 'u': push(&o->users, &o->nusers, optarg); break;
+		case 'v': o->verbose++; break;
+		case 1: o->legacy_sieve = 1; break;
+		default: usage();
+		}
+	}
+	/* Operands belong to the last of -u/-m/-s given, as in Cyrus. */
+	for (; optind < argc; optind++) {
+		if (o->nmboxes > 0 && o->nusers == 0)
+			push(&o->mboxes, &o->nmboxes, argv[optind]);
+		else if (o->nmetas > 0 && o->nusers == 0)
+			push(&o->metas, &o->nmetas, argv[optind]);
+		else
+			push(&o->users, &o->nusers, argv[optind]);
+	}
+	if (o->partition != NULL && !partition_name_valid(o->partition))
+		usage();
+	if (o->target != NULL && o->command != NULL)
+		usage();
+}
+
+int
+main(int argc, char **argv)
+{
+	struct opts o;
+	struct plan pl;
+	struct csync_opts co;
+	char err[512];
+	enum csync_err cls;
+	char tbuf[512];
+	size_t i;
+
+	memset(&o, 0, sizeof(o));
+	o.conf_path = getenv("SYNCPIPE_CONF") ? getenv("SYNCPIPE_CONF") :
+	    CONF_DEFAULT_PATH;
+	parse_opts(argc, argv, &o);
+
+	memset(&pl, 0, sizeof(pl));
+	pl.o = &o;
+	pl.conf = conf_load(o.conf_path, err, sizeof(err));
+	if (pl.conf == NULL) {
+		warnx_("%s", err);
+		return EXIT_CONFIG;
+	}
+	pl.store = store_open(pl.conf, err, sizeof(err));
+	if (pl.store == NULL) {
+		warnx_("%s", err);
+		return EXIT_CONFIG;
+	}
+	memset(&co, 0, sizeof(co));
+	csync_opts_from_conf(&co, pl.conf, o.channel, o.target, tbuf,
+	    sizeof(tbuf));
+	if (o.command != NULL)
+		co.target = NULL;
+	co.command = o.command;
+	if (co.command == NULL && co.target == NULL) {
+		warnx_("no replica: give -S, -e or sync_host");
+		return EXIT_CONFIG;
+	}
+	co.sieve_mailbox = !o.legacy_sieve;
+	co.timeout = 60;
+	pl.cs = csync_open(&co, err, sizeof(err), &cls);
+	if (pl.cs == NULL) {
+		warnx_("%s", err);
+		return cls == CSYNC_AUTH ? EXIT_CONFIG : cls == CSYNC_PROTOCOL ?
+		    EXIT_PROTOCOL : EXIT_UNREACHABLE;
+	}
+	pl.out = prot_new(-1, 1);
+
+	if (o.nusers == 0 && o.nmboxes == 0 && o.nmetas == 0 && !o.all)
+		read_actions(&pl);
+	else {
+		plan_header(&pl);
+		if (o.all) {
+			struct subctx all = { NULL, 0 };
+
+			store_mailbox_foreach(pl.store, NULL, all_users_cb, &all);
+			for (i = 0; i < all.n; i++) {
+				plan_user(&pl, all.v[i], 0);
+				free(all.v[i]);
+			}
+			free(all.v);
+		}
+		for (i = 0; i < o.nusers && !pl.fatal; i++)
+			plan_user(&pl, o.users[i], 0);
+		for (i = 0; i < o.nmetas && !pl.fatal; i++)
+			plan_user(&pl, o.metas[i], 1);
+		if (o.nmboxes > 0 && !pl.fatal)
+			plan_mailboxes(&pl, o.mboxes, o.nmboxes);
+		prot_puts(pl.out, "%end\n");
+	}
+	if (prot_flush(pl.out) == -1) {
+		warnx_("writing the plan: %s", prot_error(pl.out));
+		pl.fatal = EXIT_IOERR;
+	}
+	prot_free(pl.out);
+	csync_close(pl.cs);
+	store_close(pl.store);
+	conf_free(pl.conf);
+	if (pl.fatal)
+		return pl.fatal;
+	return pl.failed ? EXIT_FAILED : EXIT_OK;
+}
