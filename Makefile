@@ -76,6 +76,16 @@ build/fuzz/%: test/fuzz/%.c $(FUZZ_LIB_OBJ)
 	@mkdir -p build/fuzz
 	clang $(filter-out -O2,$(CFLAGS)) -O1 -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_LIB_OBJ) $(LDLIBS)
 
+# fuzz_server also needs sync_server's command handlers (not its session,
+# which has main()); this explicit rule takes precedence over the above.
+FUZZ_SERVER_SRC = cmd/sync_server/get.c cmd/sync_server/apply.c
+build/fuzz/fuzz_server: test/fuzz/fuzz_server.c $(FUZZ_SERVER_SRC) \
+    cmd/sync_server/server.h $(FUZZ_LIB_OBJ)
+	@mkdir -p build/fuzz
+	clang $(filter-out -O2,$(CFLAGS)) -O1 -fsanitize=fuzzer,address,undefined \
+	    -Icmd/sync_server -o $@ test/fuzz/fuzz_server.c $(FUZZ_SERVER_SRC) \
+	    $(FUZZ_LIB_OBJ) $(LDLIBS)
+
 # The whole suite: installs what is missing, builds, runs every test and
 # ends with one "N passed, N failed" line.
 check: deps

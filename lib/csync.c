@@ -772,4 +772,31 @@ csync_opts_from_conf(struct csync_opts *o, const struct conf *conf,
 	o->authname = conf_get(conf, channel, "sync_authname", NULL);
 	o->password = conf_get(conf, channel, "sync_password", NULL);
 	o->realm = conf_get(conf, channel, "sync_realm", NULL);
+	/* The keys Cyrus's own client reads for its side of TLS. */
+	o->tls_ca_file = conf_get(conf, channel, "tls_client_ca_file", NULL);
+	o->tls_cert = conf_get(conf, channel, "tls_client_cert", NULL);
+	o->tls_key = conf_get(conf, channel, "tls_client_key", NULL);
+}
+
+void
+csync_source_opts_from_conf(struct csync_opts *o, const struct conf *conf,
+    const char *channel, const char *target, char *buf, size_t size)
+{
+	const char *host, *port;
+
+	host = target ? target : conf_get(conf, channel, "sync_source_host",
+	    NULL);
+	port = conf_get(conf, channel, "sync_source_port", NULL);
+	if (host != NULL && target == NULL && port != NULL &&
+	    host[0] != '/' && strchr(host, ':') == NULL) {
+		snprintf(buf, size, "%s:%s", host, port);
+		host = buf;
+	}
+	o->target = host;
+	o->authname = conf_get(conf, channel, "sync_source_authname", NULL);
+	o->password = conf_get(conf, channel, "sync_source_password", NULL);
+	o->realm = conf_get(conf, channel, "sync_source_realm", NULL);
+	o->tls_ca_file = conf_get(conf, channel, "tls_client_ca_file", NULL);
+	o->tls_cert = conf_get(conf, channel, "tls_client_cert", NULL);
+	o->tls_key = conf_get(conf, channel, "tls_client_key", NULL);
 }

@@ -86,13 +86,25 @@ struct conf;
 /*
  * Fill the connection settings a sync tool reads from the config:
  * sync_host (with sync_port appended when it has no port of its own),
- * sync_authname, sync_password, sync_realm, each looked up with the
- * channel prefix first.  target, when not NULL, overrides sync_host;
+ * sync_authname, sync_password, sync_realm, and for TLS
+ * tls_client_ca_file, tls_client_cert, tls_client_key, each looked up
+ * with the channel prefix first.  target, when not NULL, overrides sync_host;
  * buf holds the composed address.
  */
 void		 csync_opts_from_conf(struct csync_opts *, const struct conf *,
 		    const char *channel, const char *target, char *buf,
 		    size_t size);
+
+/*
+ * The same for a csync source of master state (a Cyrus master's own csync
+ * service): sync_source_host (host[:port] or /path), sync_source_port,
+ * sync_source_authname, sync_source_password, sync_source_realm, channel
+ * prefix first; TLS as for the replica.  target, when not NULL,
+ * overrides sync_source_host.  o->target is NULL when none is set.
+ */
+void		 csync_source_opts_from_conf(struct csync_opts *,
+		    const struct conf *, const char *channel,
+		    const char *target, char *buf, size_t size);
 
 /* Connect and set up the session.  Returns NULL with *err filled (and
  * *cls set) on failure. */

@@ -143,6 +143,29 @@ static const char *store_schema =
 #define REC_COLS "uid, modseq, last_updated, internaldate, size, guid, " \
 	"sysflags, keywords, cid, savedate, createdmodseq"
 
+/*
+ * Cyrus's mailbox name order: the hierarchy separator sorts before every
+ * other byte, so user.a.b.d comes before user.a.b-c.  Only for ORDER BY:
+ * the columns keep the binary collation, which the prefix ranges use.
+ */
+#define STORE_COLL	"mboxname"
+
+static int
+store_mboxname_cmp(void *arg, int na, const void *va, int nb, const void *vb)
+{
+	const unsigned char *a = va, *b = vb;
+	int i, ca, cb;
+
+	(void)arg;
+	for (i = 0; i < na && i < nb; i++) {
+		ca = a[i] == '.' ? 0 : a[i] + 1;
+		cb = b[i] == '.' ? 0 : b[i] + 1;
+		if (ca != cb)
+			return ca - cb;
+	}
+	return na - nb;
+}
+
 /* Cached statements: prepared on first use, kept for the handle's life. */
 enum {
 	Q_MB_BY_NAME, Q_MB_BY_UNIQUEID, Q_MB_BY_ID, Q_MB_INSERT, Q_MB_UPDATE,
@@ -396,6 +419,92 @@ store_exec(struct store *s, const char *sql)
 	return 0;
 }
 
+/* A one-off statement, for walks whose callbacks may use the store (and
+ * with it any cached statement); text parameters ?1.. are bound from
+ * the NULL-terminated list that follows sql. */
+static sqlite3_stmt *
+store_prepare(struct store *s, const char *sql, ...)
+{
+	sqlite3_stmt *st;
+	const char *v;
+	va_list ap;
+	int i = 1;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		store_dberr(s, "prepare");
+		return NULL;
+	}
+	va_start(ap, sql);
+	while ((v = va_arg(ap, const char *)) != NULL)
+		sqlite3_bind_text(st, i++, v, -1, SQLITE_TRANSIENT);
+	va_end(ap);
+	return st;
+}
+
+typedef int	(*store_row_fn)(struct store *, sqlite3_stmt *, void *);
+
+/* Hand each row of st to fn, then finalize st.  0 at the end, fn's
+ * non-zero return (which stops the walk), or -1 on a database error. */
+static int
+store_rows(struct store *s, sqlite3_stmt *st, const char *what,
+    store_row_fn fn, void *arg)
+{
+	int rc;
+
+	if (st == NULL)
+		return -1;
+	for (;;) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_DONE) {
+			rc = 0;
+			break;
+		}
+		if (rc != SQLITE_ROW) {
+			rc = store_dberr(s, what);
+			break;
+		}
+		if ((rc = fn(s, st, arg)) != 0)
+			break;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Step a cached lookup: 0 with its row current (the caller resets),
+ * STORE_NOTFOUND or -1, both with the statement reset. */
+static int
+store_row1(struct store *s, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc != SQLITE_DONE)
+		store_dberr(s, what);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? STORE_NOTFOUND : -1;
+}
+
+/* Bind (entry, userid, modseq, value) of an annotation at ?i..?i+3. */
+static void
+store_bind_annot(sqlite3_stmt *st, int i, const struct store_annot *a)
+{
+	store_bind_text(st, i, a->entry);
+	store_bind_text(st, i + 1, a->userid);
+	sqlite3_bind_int64(st, i + 2, (sqlite3_int64)a->modseq);
+	sqlite3_bind_blob(st, i + 3, a->value, (int)a->valuelen,
+	    SQLITE_STATIC);
+}
+
+/* A text column copied into a fixed buffer ("" for NULL). */
+static void
+store_col_copy(sqlite3_stmt *st, int i, char *buf, size_t size)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	strlcpy(buf, t != NULL ? (const char *)t : "", size);
+}
+
 /* ------------------------------------------------------------------- log */
 
 static uint32_t
@@ -550,6 +659,11 @@ store_open(const struct conf *conf, char *err, size_t errlen)
 		goto fail;
 	}
 	sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
+	if (sqlite3_create_collation(s->db, STORE_COLL, SQLITE_UTF8, NULL,
+	    store_mboxname_cmp) != SQLITE_OK) {
+		store_dberr(s, "collation");
+		goto failmsg;
+	}
 	/*
 	 * FULL rather than NORMAL: with WAL, NORMAL may lose the last
 	 * commits on power loss, and a replica that acknowledged an APPLY
@@ -827,16 +941,8 @@ store_mb_get_q(struct store *s, int q, const char *key, int64_t id,
 		store_bind_text(st, 1, key);
 	else
 		sqlite3_bind_int64(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE) {
-		sqlite3_reset(st);
-		return STORE_NOTFOUND;
-	}
-	if (rc != SQLITE_ROW) {
-		store_dberr(s, "mailbox lookup");
-		sqlite3_reset(st);
-		return -1;
-	}
+	if ((rc = store_row1(s, st, "mailbox lookup")) != 0)
+		return rc;
 	rc = store_mb_from_row(s, st, mb);
 	sqlite3_reset(st);
 	return rc;
@@ -1131,9 +1237,97 @@ out:
 	return rc;
 }
 
+struct store_bodymove {
+	struct store		*s;
+	struct store_ingest	*ig;
+	const char		*from, *to;
+};
+
+/* Copy one body from a partition into an ingest batch for another. */
+static int
+store_body_copy(struct store *s, struct store_ingest *ig, const char *from,
+    const char *to, const char *guid)
+{
+	char path[4096], buf[65536];
+	struct stat sb;
+	ssize_t n = 0;
+	void *h;
+	int fd, ok = 1;
+
+	if (store_body_path(s, from, guid, path, sizeof(path)) == -1)
+		return -1;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 ||
+	    fstat(fd, &sb) == -1) {
+		store_seterr(s, "%s: %s", path, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	if ((h = store_ingest_open(ig, to, guid, (uint64_t)sb.st_size)) ==
+	    NULL) {
+		close(fd);
+		return -1;
+	}
+	while (ok && (n = read(fd, buf, sizeof(buf))) != 0) {
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			store_seterr(s, "%s: %s", path, strerror(errno));
+			ok = 0;
+		} else if (store_ingest_write(ig, h, buf, (size_t)n) == -1)
+			ok = 0;
+	}
+	close(fd);
+	if (!ok) {
+		store_ingest_close(ig, h, 0);
+		return -1;
+	}
+	return store_ingest_close(ig, h, 1);
+}
+
+static int
+store_bodymove_cb(const struct store_record *r, void *arg)
+{
+	struct store_bodymove *bm = arg;
+	struct store *s = bm->s;
+	int e;
+
+	if ((r->sysflags & SF_EXPUNGED) != 0 ||
+	    store_ingest_has(bm->ig, bm->to, r->guid))
+		return 0;
+	if ((e = store_body_exists(s, bm->to, r->guid)) != 0)
+		return e == 1 ? 0 : -1;
+	return store_body_copy(s, bm->ig, bm->from, bm->to, r->guid);
+}
+
 /*
- * Rename a mailbox and/or move it to newpartition (NULL: unchanged).
- * STORE_EXISTS if newname is taken by another mailbox.
+ * Make every live record's body of mailbox id present in partition to,
+ * durably, before the metadata says the mailbox lives there.  Bodies
+ * are named by content, so a copy left behind by a later failure is
+ * harmless (gc takes it).
+ */
+static int
+store_move_bodies(struct store *s, int64_t id, const char *from,
+    const char *to)
+{
+	struct store_bodymove bm;
+	int rc;
+
+	if ((bm.ig = store_ingest_begin(s)) == NULL)
+		return -1;
+	bm.s = s;
+	bm.from = from;
+	bm.to = to;
+	rc = store_record_foreach(s, id, 0, store_bodymove_cb, &bm);
+	if (rc == 0)
+		rc = store_ingest_commit(bm.ig);
+	store_ingest_free(bm.ig);
+	return rc == 0 ? 0 : -1;
+}
+
+/*
+ * Rename a mailbox and/or move it to newpartition (NULL: unchanged),
+ * bodies included.  STORE_EXISTS if newname is taken by another mailbox.
  */
 int
 store_mailbox_rename(struct store *s, int64_t id, const char *newname,
@@ -1158,6 +1352,10 @@ store_mailbox_rename(struct store *s, int64_t id, const char *newname,
 	if ((rc = store_mb_taken(s, newname, NULL, id)) != 0)
 		goto out;
 	rc = -1;
+	if (newpartition != NULL && mb.partition != NULL &&
+	    strcmp(newpartition, mb.partition) != 0 &&
+	    store_move_bodies(s, id, mb.partition, newpartition) == -1)
+		goto out;
 	if ((st = store_q(s, Q_MB_RENAME)) == NULL)
 		goto out;
 	store_bind_text(st, 1, newname);
@@ -1196,44 +1394,33 @@ store_mailbox_clear(struct store_mailbox *mb)
 	memset(mb, 0, sizeof(*mb));
 }
 
-/*
- * Walk the rows of a fresh statement (callbacks may use the store, and
- * with it any cached statement).
- */
+struct store_mbwalk {
+	store_mailbox_cb	 cb;
+	void			*arg;
+};
+
 static int
-store_mb_walk(struct store *s, sqlite3_stmt *st, const char *prefix,
-    store_mailbox_cb cb, void *arg)
+store_mb_row(struct store *s, sqlite3_stmt *st, void *arg)
 {
+	struct store_mbwalk *w = arg;
 	struct store_mailbox mb;
-	size_t plen = prefix ? strlen(prefix) : 0;
 	int rc;
 
-	for (;;) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_DONE) {
-			rc = 0;
-			break;
-		}
-		if (rc != SQLITE_ROW) {
-			rc = store_dberr(s, "mailbox list");
-			break;
-		}
-		if (prefix != NULL && strncmp((const char *)
-		    sqlite3_column_text(st, 2), prefix, plen) != 0) {
-			rc = 0;
-			break;
-		}
-		if (store_mb_from_row(s, st, &mb) == -1) {
-			rc = -1;
-			break;
-		}
-		rc = cb(&mb, arg);
-		store_mailbox_clear(&mb);
-		if (rc != 0)
-			break;
-	}
-	sqlite3_finalize(st);
+	if (store_mb_from_row(s, st, &mb) == -1)
+		return -1;
+	rc = w->cb(&mb, w->arg);
+	store_mailbox_clear(&mb);
 	return rc;
+}
+
+/* Walk the mailbox rows of a fresh statement. */
+static int
+store_mb_walk(struct store *s, sqlite3_stmt *st, store_mailbox_cb cb,
+    void *arg)
+{
+	struct store_mbwalk w = { cb, arg };
+
+	return store_rows(s, st, "mailbox list", store_mb_row, &w);
 }
 
 /* "p" with its last byte raised by one: the end of the range of names
@@ -1287,20 +1474,15 @@ store_mailbox_foreach_user(struct store *s, const char *userid,
 	if (store_range_end(subend, sizeof(subend), sub) == -1 ||
 	    store_range_end(delend, sizeof(delend), del) == -1)
 		goto toolong;
-	if (sqlite3_prepare_v2(s->db, "SELECT " MB_COLS " FROM mailboxes "
+	/* The user's own tree first, then the delayed-delete copies, as
+	 * Cyrus walks them. */
+	st = store_prepare(s, "SELECT " MB_COLS " FROM mailboxes "
 	    "WHERE name = ?1 OR (name >= ?2 AND name < ?3) "
-	    "OR (name >= ?4 AND name < ?5) ORDER BY name", -1, &st,
-	    NULL) != SQLITE_OK) {
-		free(inbox);
-		return store_dberr(s, "prepare");
-	}
-	sqlite3_bind_text(st, 1, inbox, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 2, sub, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 3, subend, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 4, del, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 5, delend, -1, SQLITE_TRANSIENT);
+	    "OR (name >= ?4 AND name < ?5) "
+	    "ORDER BY (name >= ?4 AND name < ?5), name COLLATE " STORE_COLL,
+	    inbox, sub, subend, del, delend, NULL);
 	free(inbox);
-	return store_mb_walk(s, st, NULL, cb, arg);
+	return store_mb_walk(s, st, cb, arg);
 toolong:
 	free(inbox);
 	store_seterr(s, "%s: userid too long", userid);
@@ -1308,22 +1490,26 @@ toolong:
 }
 
 /*
- * Every mailbox, or those whose name starts with prefix, in name order.
+ * Every mailbox, or those whose name starts with prefix, in Cyrus's
+ * name order.
  */
 int
 store_mailbox_foreach(struct store *s, const char *prefix,
     store_mailbox_cb cb, void *arg)
 {
-	sqlite3_stmt *st;
-	const char *sql = prefix ?
-	    "SELECT " MB_COLS " FROM mailboxes WHERE name >= ?1 ORDER BY name" :
-	    "SELECT " MB_COLS " FROM mailboxes ORDER BY name";
+	char end[MAX_MAILBOX_NAME + 8];
 
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return store_dberr(s, "prepare");
-	if (prefix != NULL)
-		sqlite3_bind_text(st, 1, prefix, -1, SQLITE_TRANSIENT);
-	return store_mb_walk(s, st, prefix, cb, arg);
+	if (prefix == NULL || *prefix == '\0')
+		return store_mb_walk(s, store_prepare(s, "SELECT " MB_COLS
+		    " FROM mailboxes ORDER BY name COLLATE " STORE_COLL, NULL),
+		    cb, arg);
+	if (store_range_end(end, sizeof(end), prefix) == -1) {
+		store_seterr(s, "prefix too long");
+		return -1;
+	}
+	return store_mb_walk(s, store_prepare(s, "SELECT " MB_COLS
+	    " FROM mailboxes WHERE name >= ?1 AND name < ?2 "
+	    "ORDER BY name COLLATE " STORE_COLL, prefix, end, NULL), cb, arg);
 }
 
 /* ------------------------------------------------------------ tombstones */
@@ -1346,17 +1532,8 @@ store_tombstone_get(struct store *s, const char *name,
 	if ((st = store_q(s, Q_TOMB_GET)) == NULL)
 		return -1;
 	store_bind_text(st, 1, name);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE) {
-		sqlite3_reset(st);
-		return STORE_NOTFOUND;
-	}
-	if (rc != SQLITE_ROW) {
-		store_dberr(s, "tombstone");
-		sqlite3_reset(st);
-		return -1;
-	}
-	rc = 0;
+	if ((rc = store_row1(s, st, "tombstone")) != 0)
+		return rc;
 	if (store_col_dup(s, st, 0, &t->name) == -1 ||
 	    store_col_dup(s, st, 1, &t->uniqueid) == -1) {
 		store_tombstone_clear(t);
@@ -1534,10 +1711,7 @@ store_mbannot_put(struct store *s, int64_t mbid, const struct store_annot *a)
 	if ((st = store_q(s, Q_MBA_UPSERT)) == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, mbid);
-	store_bind_text(st, 2, a->entry);
-	store_bind_text(st, 3, a->userid);
-	sqlite3_bind_int64(st, 4, (sqlite3_int64)a->modseq);
-	sqlite3_bind_blob(st, 5, a->value, (int)a->valuelen, SQLITE_STATIC);
+	store_bind_annot(st, 2, a);
 	return store_step_done(s, st, "set annotation");
 }
 
@@ -1636,16 +1810,13 @@ store_record_clear(struct store_record *r)
 static int
 store_rec_from_row(struct store *s, sqlite3_stmt *st, struct store_record *r)
 {
-	const unsigned char *g;
-
 	memset(r, 0, sizeof(*r));
 	r->uid = (uint32_t)sqlite3_column_int64(st, 0);
 	r->modseq = (uint64_t)sqlite3_column_int64(st, 1);
 	r->last_updated = sqlite3_column_int64(st, 2);
 	r->internaldate = sqlite3_column_int64(st, 3);
 	r->size = (uint32_t)sqlite3_column_int64(st, 4);
-	g = sqlite3_column_text(st, 5);
-	strlcpy(r->guid, g ? (const char *)g : "", sizeof(r->guid));
+	store_col_copy(st, 5, r->guid, sizeof(r->guid));
 	r->sysflags = (unsigned)sqlite3_column_int64(st, 6);
 	if (store_col_dup(s, st, 7, &r->keywords) == -1)
 		return -1;
@@ -1683,16 +1854,8 @@ store_record_get(struct store *s, int64_t mbid, uint32_t uid,
 		return -1;
 	sqlite3_bind_int64(st, 1, mbid);
 	sqlite3_bind_int64(st, 2, uid);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE) {
-		sqlite3_reset(st);
-		return STORE_NOTFOUND;
-	}
-	if (rc != SQLITE_ROW) {
-		store_dberr(s, "record lookup");
-		sqlite3_reset(st);
-		return -1;
-	}
+	if ((rc = store_row1(s, st, "record lookup")) != 0)
+		return rc;
 	rc = store_rec_from_row(s, st, r);
 	sqlite3_reset(st);
 	if (rc == 0)
@@ -1706,43 +1869,39 @@ store_record_get(struct store *s, int64_t mbid, uint32_t uid,
  * Records of mbid with modseq > sincemodseq in UID order, with their
  * annotations.  A non-zero return from cb stops the walk.
  */
+struct store_recwalk {
+	int64_t		 mbid;
+	store_record_cb	 cb;
+	void		*arg;
+};
+
+static int
+store_rec_row(struct store *s, sqlite3_stmt *st, void *arg)
+{
+	struct store_recwalk *w = arg;
+	struct store_record r;
+	int rc = -1;
+
+	if (store_rec_from_row(s, st, &r) == 0 &&
+	    store_rec_annots(s, w->mbid, &r) == 0)
+		rc = w->cb(&r, w->arg);
+	store_record_clear(&r);
+	return rc;
+}
+
 int
 store_record_foreach(struct store *s, int64_t mbid, uint64_t sincemodseq,
     store_record_cb cb, void *arg)
 {
-	struct store_record r;
+	struct store_recwalk w = { mbid, cb, arg };
 	sqlite3_stmt *st;
-	int rc;
 
-	if (sqlite3_prepare_v2(s->db, "SELECT " REC_COLS " FROM records "
-	    "WHERE mbid = ?1 AND modseq > ?2 ORDER BY uid", -1, &st,
-	    NULL) != SQLITE_OK)
-		return store_dberr(s, "prepare");
+	if ((st = store_prepare(s, "SELECT " REC_COLS " FROM records "
+	    "WHERE mbid = ?1 AND modseq > ?2 ORDER BY uid", NULL)) == NULL)
+		return -1;
 	sqlite3_bind_int64(st, 1, mbid);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)sincemodseq);
-	for (;;) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_DONE) {
-			rc = 0;
-			break;
-		}
-		if (rc != SQLITE_ROW) {
-			rc = store_dberr(s, "record list");
-			break;
-		}
-		if (store_rec_from_row(s, st, &r) == -1 ||
-		    store_rec_annots(s, mbid, &r) == -1) {
-			store_record_clear(&r);
-			rc = -1;
-			break;
-		}
-		rc = cb(&r, arg);
-		store_record_clear(&r);
-		if (rc != 0)
-			break;
-	}
-	sqlite3_finalize(st);
-	return rc;
+	return store_rows(s, st, "record list", store_rec_row, &w);
 }
 
 static int
@@ -1784,26 +1943,19 @@ static int
 store_mb_head(struct store *s, int64_t mbid, struct store_mbhead *h)
 {
 	sqlite3_stmt *st;
-	const unsigned char *t;
 	int rc;
 
 	if ((st = store_q(s, Q_MB_HEAD)) == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, mbid);
-	rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		if (rc == SQLITE_DONE)
+	if ((rc = store_row1(s, st, "mailbox lookup")) != 0) {
+		if (rc == STORE_NOTFOUND)
 			store_seterr(s, "no mailbox with id %" PRId64, mbid);
-		else
-			store_dberr(s, "mailbox lookup");
-		sqlite3_reset(st);
 		return -1;
 	}
-	t = sqlite3_column_text(st, 0);
-	strlcpy(h->name, t ? (const char *)t : "", sizeof(h->name));
-	t = sqlite3_column_text(st, 1);
-	h->has_partition = t != NULL;
-	strlcpy(h->partition, t ? (const char *)t : "", sizeof(h->partition));
+	store_col_copy(st, 0, h->name, sizeof(h->name));
+	h->has_partition = sqlite3_column_type(st, 1) != SQLITE_NULL;
+	store_col_copy(st, 1, h->partition, sizeof(h->partition));
 	h->crc = (uint32_t)sqlite3_column_int64(st, 2);
 	h->crc_annot = (uint32_t)sqlite3_column_int64(st, 3);
 	sqlite3_reset(st);
@@ -1891,11 +2043,7 @@ store_record_put(struct store *s, int64_t mbid, const struct store_record *r)
 			return -1;
 		sqlite3_bind_int64(st, 1, mbid);
 		sqlite3_bind_int64(st, 2, r->uid);
-		store_bind_text(st, 3, a->entry);
-		store_bind_text(st, 4, a->userid);
-		sqlite3_bind_int64(st, 5, (sqlite3_int64)a->modseq);
-		sqlite3_bind_blob(st, 6, a->value, (int)a->valuelen,
-		    SQLITE_STATIC);
+		store_bind_annot(st, 3, a);
 		if (store_step_done(s, st, "write annotation") == -1)
 			return -1;
 	}
@@ -2548,6 +2696,44 @@ store_seen_set(struct store *s, const char *userid,
 	return store_log_add(s, "SEEN", userid, sn->uniqueid);
 }
 
+/* A callback of a per-user walk and its argument. */
+struct store_cbwalk {
+	void	(*cb)(void);
+	void	 *arg;
+};
+
+/* Walk the rows sql selects for userid (bound as ?1). */
+static int
+store_user_walk(struct store *s, const char *userid, const char *sql,
+    const char *what, store_row_fn fn, void (*cb)(void), void *arg)
+{
+	struct store_cbwalk w = { cb, arg };
+
+	if (store_check_userid(s, userid) == -1)
+		return -1;
+	return store_rows(s, store_prepare(s, sql, userid, NULL), what, fn,
+	    &w);
+}
+
+static int
+store_seen_row(struct store *s, sqlite3_stmt *st, void *arg)
+{
+	struct store_cbwalk *w = arg;
+	struct store_seen sn;
+	int rc = -1;
+
+	memset(&sn, 0, sizeof(sn));
+	sn.lastread = sqlite3_column_int64(st, 1);
+	sn.lastuid = (uint32_t)sqlite3_column_int64(st, 2);
+	sn.lastchange = sqlite3_column_int64(st, 3);
+	if (store_col_dup(s, st, 0, &sn.uniqueid) == 0 &&
+	    store_col_dup(s, st, 4, &sn.seenuids) == 0)
+		rc = ((store_seen_cb)w->cb)(&sn, w->arg);
+	free(sn.uniqueid);
+	free(sn.seenuids);
+	return rc;
+}
+
 /*
  * userid's seen entries in uniqueid order.
  */
@@ -2555,45 +2741,10 @@ int
 store_seen_foreach(struct store *s, const char *userid, store_seen_cb cb,
     void *arg)
 {
-	struct store_seen sn;
-	sqlite3_stmt *st;
-	int rc;
-
-	if (store_check_userid(s, userid) == -1)
-		return -1;
-	if (sqlite3_prepare_v2(s->db, "SELECT uniqueid, lastread, lastuid, "
-	    "lastchange, seenuids FROM seen WHERE userid = ?1 "
-	    "ORDER BY uniqueid", -1, &st, NULL) != SQLITE_OK)
-		return store_dberr(s, "prepare");
-	sqlite3_bind_text(st, 1, userid, -1, SQLITE_TRANSIENT);
-	for (;;) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_DONE) {
-			rc = 0;
-			break;
-		}
-		if (rc != SQLITE_ROW) {
-			rc = store_dberr(s, "seen list");
-			break;
-		}
-		memset(&sn, 0, sizeof(sn));
-		if (store_col_dup(s, st, 0, &sn.uniqueid) == -1 ||
-		    store_col_dup(s, st, 4, &sn.seenuids) == -1) {
-			free(sn.uniqueid);
-			rc = -1;
-			break;
-		}
-		sn.lastread = sqlite3_column_int64(st, 1);
-		sn.lastuid = (uint32_t)sqlite3_column_int64(st, 2);
-		sn.lastchange = sqlite3_column_int64(st, 3);
-		rc = cb(&sn, arg);
-		free(sn.uniqueid);
-		free(sn.seenuids);
-		if (rc != 0)
-			break;
-	}
-	sqlite3_finalize(st);
-	return rc;
+	return store_user_walk(s, userid, "SELECT uniqueid, lastread, "
+	    "lastuid, lastchange, seenuids FROM seen WHERE userid = ?1 "
+	    "ORDER BY uniqueid", "seen list", store_seen_row,
+	    (void (*)(void))cb, arg);
 }
 
 /*
@@ -2620,6 +2771,20 @@ store_sub_set(struct store *s, const char *userid, const char *mboxname,
 	return store_log_add(s, "SUB", userid, mboxname);
 }
 
+static int
+store_name_row(struct store *s, sqlite3_stmt *st, void *arg)
+{
+	struct store_cbwalk *w = arg;
+	char *name;
+	int rc;
+
+	if (store_col_dup(s, st, 0, &name) == -1)
+		return -1;
+	rc = name != NULL ? ((store_name_cb)w->cb)(name, w->arg) : 0;
+	free(name);
+	return rc;
+}
+
 /*
  * userid's subscriptions in name order.
  */
@@ -2627,41 +2792,25 @@ int
 store_sub_foreach(struct store *s, const char *userid, store_name_cb cb,
     void *arg)
 {
-	sqlite3_stmt *st;
-	char *name;
-	int rc;
-
-	if (store_check_userid(s, userid) == -1)
-		return -1;
-	if (sqlite3_prepare_v2(s->db, "SELECT mboxname FROM subs "
-	    "WHERE userid = ?1 ORDER BY mboxname", -1, &st,
-	    NULL) != SQLITE_OK)
-		return store_dberr(s, "prepare");
-	sqlite3_bind_text(st, 1, userid, -1, SQLITE_TRANSIENT);
-	for (;;) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_DONE) {
-			rc = 0;
-			break;
-		}
-		if (rc != SQLITE_ROW) {
-			rc = store_dberr(s, "subscriptions");
-			break;
-		}
-		if (store_col_dup(s, st, 0, &name) == -1) {
-			rc = -1;
-			break;
-		}
-		rc = cb(name, arg);
-		free(name);
-		if (rc != 0)
-			break;
-	}
-	sqlite3_finalize(st);
-	return rc;
+	return store_user_walk(s, userid, "SELECT mboxname FROM subs "
+	    "WHERE userid = ?1 ORDER BY mboxname", "subscriptions",
+	    store_name_row, (void (*)(void))cb, arg);
 }
 
 /* ----------------------------------------------------------------- quota */
+
+/* A row of (root, storage, message, annotstorage, numfolders, modseq). */
+static int
+store_quota_from_row(struct store *s, sqlite3_stmt *st, struct store_quota *q)
+{
+	int i;
+
+	memset(q, 0, sizeof(*q));
+	for (i = 0; i < QUOTA_NUMRESOURCES; i++)
+		q->limits[i] = sqlite3_column_int64(st, 1 + i);
+	q->modseq = (uint64_t)sqlite3_column_int64(st, 5);
+	return store_col_dup(s, st, 0, &q->root);
+}
 
 /*
  * A quota root.  0, STORE_NOTFOUND or -1; free with store_quota_clear().
@@ -2670,7 +2819,7 @@ int
 store_quota_get(struct store *s, const char *root, struct store_quota *q)
 {
 	sqlite3_stmt *st;
-	int rc, i;
+	int rc;
 
 	memset(q, 0, sizeof(*q));
 	if (root == NULL) {
@@ -2680,20 +2829,9 @@ store_quota_get(struct store *s, const char *root, struct store_quota *q)
 	if ((st = store_q(s, Q_QUOTA_GET)) == NULL)
 		return -1;
 	store_bind_text(st, 1, root);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_DONE) {
-		sqlite3_reset(st);
-		return STORE_NOTFOUND;
-	}
-	if (rc != SQLITE_ROW) {
-		store_dberr(s, "quota");
-		sqlite3_reset(st);
-		return -1;
-	}
-	rc = store_col_dup(s, st, 0, &q->root);
-	for (i = 0; i < QUOTA_NUMRESOURCES; i++)
-		q->limits[i] = sqlite3_column_int64(st, 1 + i);
-	q->modseq = (uint64_t)sqlite3_column_int64(st, 5);
+	if ((rc = store_row1(s, st, "quota")) != 0)
+		return rc;
+	rc = store_quota_from_row(s, st, q);
 	sqlite3_reset(st);
 	return rc;
 }
@@ -2726,7 +2864,7 @@ store_quota_set(struct store *s, const struct store_quota *q)
 }
 
 /*
- * Remove a quota root (none is not an error).
+ * Remove a quota root; STORE_NOTFOUND if there is none.
  */
 int
 store_quota_delete(struct store *s, const char *root)
@@ -2744,7 +2882,43 @@ store_quota_delete(struct store *s, const char *root)
 	store_bind_text(st, 1, root);
 	if (store_step_done(s, st, "quota") == -1)
 		return -1;
+	if (sqlite3_changes(s->db) == 0) {
+		store_seterr(s, "%s: no such quota root", root);
+		return STORE_NOTFOUND;
+	}
 	return store_log_add(s, "QUOTA", root, NULL);
+}
+
+struct store_quotawalk {
+	store_quota_cb	 cb;
+	void		*arg;
+};
+
+static int
+store_quota_row(struct store *s, sqlite3_stmt *st, void *arg)
+{
+	struct store_quotawalk *w = arg;
+	struct store_quota q;
+	int rc = -1;
+
+	if (store_quota_from_row(s, st, &q) == 0)
+		rc = w->cb(&q, w->arg);
+	store_quota_clear(&q);
+	return rc;
+}
+
+/*
+ * Every quota root in mailbox name order.
+ */
+int
+store_quota_foreach(struct store *s, store_quota_cb cb, void *arg)
+{
+	struct store_quotawalk w = { cb, arg };
+
+	return store_rows(s, store_prepare(s, "SELECT root, storage, "
+	    "message, annotstorage, numfolders, modseq FROM quotas "
+	    "ORDER BY root COLLATE " STORE_COLL, NULL), "quota list",
+	    store_quota_row, &w);
 }
 
 /*
@@ -2812,6 +2986,24 @@ store_check_sieve(struct store *s, const char *userid, const char *name)
 	return 0;
 }
 
+static int
+store_sieve_row(struct store *s, sqlite3_stmt *st, void *arg)
+{
+	struct store_cbwalk *w = arg;
+	struct store_sieve sv;
+	int rc;
+
+	memset(&sv, 0, sizeof(sv));
+	if (store_col_dup(s, st, 0, &sv.name) == -1)
+		return -1;
+	sv.last_update = sqlite3_column_int64(st, 1);
+	store_col_copy(st, 2, sv.guid, sizeof(sv.guid));
+	sv.active = sqlite3_column_int(st, 3);
+	rc = ((store_sieve_cb)w->cb)(&sv, w->arg);
+	free(sv.name);
+	return rc;
+}
+
 /*
  * userid's scripts in name order.
  */
@@ -2819,44 +3011,9 @@ int
 store_sieve_foreach(struct store *s, const char *userid, store_sieve_cb cb,
     void *arg)
 {
-	struct store_sieve sv;
-	const unsigned char *g;
-	sqlite3_stmt *st;
-	int rc;
-
-	if (store_check_userid(s, userid) == -1)
-		return -1;
-	if (sqlite3_prepare_v2(s->db, "SELECT name, last_update, guid, active "
-	    "FROM sieve WHERE userid = ?1 ORDER BY name", -1, &st,
-	    NULL) != SQLITE_OK)
-		return store_dberr(s, "prepare");
-	sqlite3_bind_text(st, 1, userid, -1, SQLITE_TRANSIENT);
-	for (;;) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_DONE) {
-			rc = 0;
-			break;
-		}
-		if (rc != SQLITE_ROW) {
-			rc = store_dberr(s, "sieve list");
-			break;
-		}
-		memset(&sv, 0, sizeof(sv));
-		if (store_col_dup(s, st, 0, &sv.name) == -1) {
-			rc = -1;
-			break;
-		}
-		sv.last_update = sqlite3_column_int64(st, 1);
-		g = sqlite3_column_text(st, 2);
-		strlcpy(sv.guid, g ? (const char *)g : "", sizeof(sv.guid));
-		sv.active = sqlite3_column_int(st, 3);
-		rc = cb(&sv, arg);
-		free(sv.name);
-		if (rc != 0)
-			break;
-	}
-	sqlite3_finalize(st);
-	return rc;
+	return store_user_walk(s, userid, "SELECT name, last_update, guid, "
+	    "active FROM sieve WHERE userid = ?1 ORDER BY name", "sieve list",
+	    store_sieve_row, (void (*)(void))cb, arg);
 }
 
 /*
@@ -3029,6 +3186,98 @@ store_user_exec(struct store *s, const char *sql, const char *a1,
 	if (rc != SQLITE_DONE)
 		return store_dberr(s, "delete user");
 	return 0;
+}
+
+/* A growing list of strings. */
+struct store_strv {
+	char	**v;
+	size_t	  n, cap;
+};
+
+static int
+store_strv_add(struct store *s, struct store_strv *sv, char *str)
+{
+	char **nv;
+
+	if (str == NULL)
+		return store_nomem(s);
+	if (sv->n == sv->cap) {
+		size_t ncap = sv->cap ? sv->cap * 2 : 32;
+
+		if ((nv = reallocarray(sv->v, ncap, sizeof(*nv))) == NULL) {
+			free(str);
+			return store_nomem(s);
+		}
+		sv->v = nv;
+		sv->cap = ncap;
+	}
+	sv->v[sv->n++] = str;
+	return 0;
+}
+
+static void
+store_strv_free(struct store_strv *sv)
+{
+	size_t i;
+
+	for (i = 0; i < sv->n; i++)
+		free(sv->v[i]);
+	free(sv->v);
+}
+
+static int
+store_strv_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The owner of the mailbox named in column 0 (shared ones have none). */
+static int
+store_owner_row(struct store *s, sqlite3_stmt *st, void *arg)
+{
+	const unsigned char *t = sqlite3_column_text(st, 0);
+	char *u;
+
+	if (t == NULL || (u = mboxname_to_userid((const char *)t)) == NULL)
+		return 0;
+	return store_strv_add(s, arg, u);
+}
+
+static int
+store_userid_row(struct store *s, sqlite3_stmt *st, void *arg)
+{
+	char *u;
+
+	if (store_col_dup(s, st, 0, &u) == -1)
+		return -1;
+	return u != NULL ? store_strv_add(s, arg, u) : 0;
+}
+
+/*
+ * Every userid with state in the store, sorted, each once; see store.h.
+ * The list is taken before the first callback, so cb may change the
+ * store.
+ */
+int
+store_user_foreach(struct store *s, store_name_cb cb, void *arg)
+{
+	struct store_strv sv = { NULL, 0, 0 };
+	size_t i;
+	int rc;
+
+	rc = store_rows(s, store_prepare(s, "SELECT name FROM mailboxes",
+	    NULL), "user list", store_owner_row, &sv);
+	if (rc == 0)
+		rc = store_rows(s, store_prepare(s, "SELECT userid FROM seen "
+		    "UNION SELECT userid FROM subs UNION SELECT userid FROM sieve",
+		    NULL), "user list", store_userid_row, &sv);
+	if (rc == 0 && sv.n > 1)
+		qsort(sv.v, sv.n, sizeof(*sv.v), store_strv_cmp);
+	for (i = 0; rc == 0 && i < sv.n; i++)
+		if (i == 0 || strcmp(sv.v[i], sv.v[i - 1]) != 0)
+			rc = cb(sv.v[i], arg);
+	store_strv_free(&sv);
+	return rc;
 }
 
 /*

@@ -164,19 +164,24 @@ int		 store_mailbox_update(struct store *, const struct store_mailbox *);
 /* Remove a mailbox with its records and annotations (bodies stay for
  * gc).  With tombstone, remember (name, uniqueid, modseq) as Cyrus does. */
 int		 store_mailbox_delete(struct store *, int64_t id, int tombstone);
-/* Rename and/or move partition; newpartition may be NULL (unchanged). */
+/* Rename and/or move partition; newpartition may be NULL (unchanged).
+ * Moving copies (through an ingest, durably) every live record's body
+ * the new partition lacks before the metadata changes; the old copies
+ * stay for gc. */
 int		 store_mailbox_rename(struct store *, int64_t id, const char *newname,
 		    const char *newpartition);
 void		 store_mailbox_clear(struct store_mailbox *);
 typedef int	(*store_mailbox_cb)(const struct store_mailbox *, void *);
-/* A user's mailboxes in name order: user.U, user.U.*, and their
- * delayed-delete copies DELETED.user.U.*  (domain-qualified as Cyrus
- * does for U = local@domain).  A non-zero return from cb stops the walk
- * and is returned. */
+/* A user's mailboxes: user.U and user.U.* in name order, then their
+ * delayed-delete copies DELETED.user.U.* in name order (domain-qualified
+ * as Cyrus does for U = local@domain).  Name order is Cyrus's: the
+ * separator '.' sorts before every other byte (user.U.a.b before
+ * user.U.a-c).  A non-zero return from cb stops the walk and is
+ * returned. */
 int		 store_mailbox_foreach_user(struct store *, const char *userid,
 		    store_mailbox_cb, void *);
-/* Every mailbox in name order (prefix NULL), or those whose name starts
- * with prefix. */
+/* Every mailbox in name order (prefix NULL or ""), or those whose name
+ * starts with prefix; name order as for store_mailbox_foreach_user. */
 int		 store_mailbox_foreach(struct store *, const char *prefix,
 		    store_mailbox_cb, void *);
 /* Recompute both CRCs from the records (verification). */
@@ -266,7 +271,12 @@ int		 store_sub_foreach(struct store *, const char *userid,
 int		 store_quota_get(struct store *, const char *root,
 		    struct store_quota *);		/* 0, STORE_NOTFOUND, -1 */
 int		 store_quota_set(struct store *, const struct store_quota *);
+/* STORE_NOTFOUND (nothing logged) if there is no such root. */
 int		 store_quota_delete(struct store *, const char *root);
+typedef int	(*store_quota_cb)(const struct store_quota *, void *);
+/* Every quota root in mailbox name order.  A non-zero return from cb
+ * stops the walk and is returned. */
+int		 store_quota_foreach(struct store *, store_quota_cb, void *);
 void		 store_quota_clear(struct store_quota *);
 /* Usage of a root: sum of sizes of non-expunged records and their count
  * in mailboxes under it. */
@@ -284,6 +294,12 @@ int		 store_sieve_get(struct store *, const char *userid, const char *name,
 int		 store_sieve_delete(struct store *, const char *userid, const char *name);
 /* name NULL deactivates. */
 int		 store_sieve_activate(struct store *, const char *userid, const char *name);
+
+/* Every userid that owns a mailbox (delayed-delete copies included) or
+ * has seen state, subscriptions or sieve scripts, in strcmp order, each
+ * once.  The list is read before the first call, so cb may change the
+ * store.  A non-zero return from cb stops the walk and is returned. */
+int		 store_user_foreach(struct store *, store_name_cb, void *);
 
 /* Everything of a user: mailboxes (with tombstones), seen, subscriptions,
  * sieve, quota roots under user.U. */

@@ -672,8 +672,7 @@ synclog_reader_next(struct synclog_reader *r, const char **line,
 	for (;;) {
 		avail = r->end - r->start;
 		lf = memchr(r->buf + r->start, '\n', avail);
-		if (lf != NULL || r->eof ||
-		    avail > SYNCLOG_READ_MAX || r->end == sizeof(r->buf))
+		if (lf != NULL || r->eof || avail > SYNCLOG_READ_MAX)
 			break;
 		if (synclog_fill(r, err, errlen) == -1)
 			return -1;

@@ -185,17 +185,37 @@ initial() {
 	apply_and_compare
 }
 
-@test "a plan made against a state the replica left is refused, not applied" {
+@test "a plan made against a state the replica left is refused, then re-planned" {
 	initial
 	"$STORE" -C "$M" flag user.alice 1 '\Flagged' >/dev/null
 	plan -u alice >"$T/stale"
-	# The replica moves on meanwhile.
-	"$STORE" -C "$R" flag user.alice 3 '\Answered' >/dev/null
-	before=$("$STORE" -C "$R" dump alice)
+	# The replica moves on meanwhile (another run brings it forward),
+	# and the master changes once more.
+	"$STORE" -C "$M" flag user.alice 3 '\Answered' >/dev/null
+	plan -u alice >"$T/fresh"
+	"$SEND" -C "$M" -e "$REPLICA" <"$T/fresh" >/dev/null
+	"$STORE" -C "$M" flag user.alice 2 '\Draft' >/dev/null
 	run "$SEND" -C "$M" -e "$REPLICA" <"$T/stale"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"IMAP_SYNC_CHANGED"*"re-planning user alice"* ]]
+	[[ $output == *"%replan user alice (attempt 1 of 2)"* ]]
+	diff <("$STORE" -C "$M" dump alice) <("$STORE" -C "$R" dump alice)
+}
+
+@test "a mailbox still refused after two re-plans is a failure" {
+	initial
+	"$STORE" -C "$M" flag user.alice 1 '\Flagged' >/dev/null
+	# The replica changed on its own: no plan of the master's can be
+	# applied (split brain), so both re-plans are refused too.
+	"$STORE" -C "$R" flag user.alice 3 '\Answered' >/dev/null
+	"$STORE" -C "$R" flag user.alice 3 '\Draft' >/dev/null
+	plan -u alice >"$T/plan"
+	run "$SEND" -C "$M" -e "$REPLICA" <"$T/plan"
+	echo "$output"
 	[ "$status" -eq 1 ]
-	[[ $output == *"IMAP_SYNC_CHANGED"* ]]
-	[ "$before" = "$("$STORE" -C "$R" dump alice)" ]
+	[[ $output == *"%replan user alice (attempt 2 of 2)"* ]]
+	[[ $output == *"NO re-plan alice: still refused after 2 attempts"* ]]
 }
 
 @test "-O puts APPLY FORCE at the head of the plan" {

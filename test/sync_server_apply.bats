@@ -187,10 +187,13 @@ status_of() {
 	printf 'APPLY MESSAGE (%%{default 2222222222222222222222222222222222222222 5}\r\nhello)\r\n' >"$T/in"
 	printf 'APPLY MESSAGE (%%{default aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d 5}\r\nhello)\r\n' >>"$T/in"
 	printf '%s\r\n' 'APPLY RESERVE %(PARTITION default MBOXNAME (user.tuser) GUID (2222222222222222222222222222222222222222 aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d))' >>"$T/in"
+	# a body we already hold may come again
+	printf 'APPLY MESSAGE (%%{default aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d 5}\r\nhello)\r\n' >>"$T/in"
 	sv <"$T/in"
 	[ "$(printf '%s\n' "$output" | sed -n 1p)" = "NO IMAP_PROTOCOL_ERROR Protocol error" ]
 	[ "$(printf '%s\n' "$output" | sed -n 2p)" = "OK success" ]
 	[ "$(printf '%s\n' "$output" | sed -n 3p)" = "* MISSING (2222222222222222222222222222222222222222)" ]
+	[ "$(printf '%s\n' "$output" | sed -n 4,5p | tr '\n' '|')" = "OK success|OK success|" ]
 	run grep -r -l -a '^hello$' "$T/spool"
 	[ "${#lines[@]}" -le 1 ]
 }
@@ -201,6 +204,11 @@ status_of() {
 	[ "$(printf '%s\n' "$output" | sed -n 2p)" = "OK success" ]
 	[[ $output != *"MBOXNAME user.tuser.Drafts"* ]]
 	[[ $output == *"MBOXNAME user.tuser.Sent"* ]]
+	# the name can be used again, by a new mailbox
+	printf '%s\r\n' 'APPLY MAILBOX %(UNIQUEID drafts2drafts2 MBOXNAME user.tuser.Drafts SYNC_CRC 0 LAST_UID 0 HIGHESTMODSEQ 3 RECENTUID 0 RECENTTIME 0 LAST_APPENDDATE 0 POP3_LAST_LOGIN 0 UIDVALIDITY 7 PARTITION default ACL "" OPTIONS P RECORD ())' \
+	    'GET MAILBOXES (user.tuser.Drafts)' | sv
+	[ "$(status_of)" = "OK success" ]
+	[[ $output == *"UNIQUEID drafts2drafts2 MBOXNAME user.tuser.Drafts "* ]]
 }
 
 @test "bad mailbox names are refused and nothing appears outside the store" {
@@ -239,6 +247,11 @@ status_of() {
 	# a delayed-delete copy has no quota root; its folder modseq moves up
 	[[ $output == *'MBOXNAME DELETED.user.tuser.Sent.6B048C6F '*'OPTIONS P CREATEDMODSEQ 1 FOLDERMODSEQ 4 ANNOTATIONS'* ]]
 	[[ $output != *"MBOXNAME user.tuser.Archive.2023 "* ]]
+	# GET USER lists the delayed-delete copies after the user's tree
+	printf 'GET USER tuser\r\n' | sv
+	last=$(printf '%s\n' "$output" | grep '^\* MAILBOX' | tail -n 1)
+	[[ $last == *"MBOXNAME DELETED.user.tuser.Sent.6B048C6F "* ]]
+	[ "$(printf '%s\n' "$output" | grep -c '^\* MAILBOX')" -eq 6 ]
 }
 
 @test "APPLY EXPUNGE marks records expunged silently" {
@@ -362,4 +375,33 @@ status_of() {
 	[ "$(printf '%s\n' "$output" | sed -n 1,2p | tr '\n' '|')" = "OK success|NO Unknown error|" ]
 	[[ $output == *"LAST_UID 2 "* ]]
 	[[ $output == *"%(UID 2 MODSEQ "*"GUID 19965c19491fc33c56f91cbeb1e20acf12d82d19)"* ]]
+}
+
+@test "APPLY RENAME to another partition takes the bodies along" {
+	mkdir -p "$T/spool2"
+	printf 'partition-other: %s/spool2\n' "$T" >>"$T/imapd.conf"
+	printf '%s\r\n' 'APPLY RENAME %(OLDMBOXNAME user.tuser.Sent NEWMBOXNAME user.tuser.Sent PARTITION other)' \
+	    'APPLY RESERVE %(PARTITION other MBOXNAME (user.tuser.Sent) GUID (bc93c1b97bd122d73621adf24beed854b6a44d74 19965c19491fc33c56f91cbeb1e20acf12d82d19))' \
+	    'GET MAILBOXES (user.tuser.Sent)' | sv
+	[ "$(printf '%s\n' "$output" | sed -n 1p)" = "OK success" ]
+	# only the INBOX message (not in Sent) is missing on the new partition
+	[ "$(printf '%s\n' "$output" | sed -n 2p)" = "* MISSING (19965c19491fc33c56f91cbeb1e20acf12d82d19)" ]
+	[[ $output == *"LAST_UID 1 HIGHESTMODSEQ 4 "*"PARTITION other "* ]]
+	[ -f "$T/spool2/bodies/bc/93/bc93c1b97bd122d73621adf24beed854b6a44d74" ]
+}
+
+@test "RESTORE MAILBOX of a new mailbox keeps the given identity and UIDs" {
+	printf '%s\r\n' 'RESTORE MAILBOX %(MBOXNAME user.tuser.R UNIQUEID rrrrrrrrrr HIGHESTMODSEQ 50 UIDVALIDITY 99 PARTITION default ACL "" OPTIONS P RECORD (%(UID 7 MODSEQ 40 LAST_UPDATED 1 FLAGS (\Seen) INTERNALDATE 1 SIZE 1 GUID 19965c19491fc33c56f91cbeb1e20acf12d82d19)))' \
+	    'GET FULLMAILBOX user.tuser.R' | sv
+	[ "$(status_of)" = "OK success" ]
+	[[ $output == *"UNIQUEID rrrrrrrrrr MBOXNAME user.tuser.R "*"LAST_UID 7 HIGHESTMODSEQ 50 "*"UIDVALIDITY 99 "* ]]
+	# the size is the stored body's, not the one sent
+	[[ $output == *"RECORD (%(UID 7 MODSEQ 40 LAST_UPDATED 1 FLAGS (\\Seen) INTERNALDATE 1 SIZE 837 GUID 19965c19491fc33c56f91cbeb1e20acf12d82d19))"* ]]
+}
+
+@test "APPLY QUOTA decodes every resource; 4294967295 means unlimited" {
+	printf '%s\r\n' 'APPLY QUOTA %(ROOT user.tuser MESSAGE 10 X-NUM-FOLDERS 5 X-ANNOTATION-STORAGE 4294967295 MODSEQ 30)' \
+	    'GET QUOTA user.tuser' 'APPLY QUOTA %(ROOT user.tuser LIMIT 4294967295 STORAGE 7)' 'GET QUOTA user.tuser' | sv
+	[ "$output" = "$(printf '%s\n' 'OK success' '* QUOTA %(ROOT user.tuser LIMIT 4294967295 MESSAGE 10 X-NUM-FOLDERS 5 MODSEQ 30)' 'OK success' \
+	    'OK success' '* QUOTA %(ROOT user.tuser LIMIT 7 STORAGE 7 MODSEQ 31)' 'OK success' 'OK Finished')" ]
 }

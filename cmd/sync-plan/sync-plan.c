@@ -1,8 +1,9 @@
 /*
  * sync-plan: turn actions into a replication plan.
  *
- * The master's state comes from the local store; the replica's from GET
- * requests over a connection of our own.  The plan is the list of csync
+ * The master's state comes from the local store, or from a csync source
+ * (a live Cyrus master) read with GET requests (master.h); the replica's
+ * from GET requests over a connection of our own.  The plan is the list of csync
  * commands that bring the replica to the master's state, in the
  * protocol's own text, with comment lines saying why.  Nothing is sent:
  * run alone this is the dry run; sync-send applies a plan.
@@ -23,6 +24,7 @@
 #include "conf.h"
 #include "csync.h"
 #include "dlist.h"
+#include "master.h"
 #include "mbdl.h"
 #include "names.h"
 #include "prot.h"
@@ -32,6 +34,7 @@
 #define PLAN_VERSION		1
 #define RESERVE_MAX		8192	/* GUIDs per APPLY RESERVE */
 #define MESSAGE_MAX		1024	/* files per APPLY MESSAGE */
+#define MESSAGE_MAX_SRC		128	/* ... when each carries its source */
 
 /* Exit statuses (see sync-plan(1)). */
 #define EXIT_OK			0
@@ -46,6 +49,8 @@ struct opts {
 	const char	*conf_path;
 	const char	*target;
 	const char	*command;
+	const char	*source;	/* -M: csync source of master state */
+	const char	*source_command;
 	const char	*partition;
 	int		 all;
 	int		 local;
@@ -78,19 +83,35 @@ struct rstate {
 struct plan {
 	struct opts	*o;
 	struct conf	*conf;
-	struct store	*store;
-	struct csync	*cs;
+	struct store	*store;		/* NULL with a csync source */
+	struct master	*m;
+	struct csync	*cs;		/* the replica */
+	struct csync	*src;		/* the csync source, or NULL */
 	struct prot	*out;
 	int		 failed;	/* objects we could not plan */
 	int		 fatal;		/* exit status of a fatal error */
 };
 
+/* The exit status for a failure to set up the connection. */
+static int
+exit_for(enum csync_err cls)
+{
+	switch (cls) {
+	case CSYNC_AUTH:	return EXIT_CONFIG;
+	case CSYNC_PROTOCOL:	return EXIT_PROTOCOL;
+	case CSYNC_TIMEOUT:	return EXIT_TEMP;
+	case CSYNC_LOCAL:	return EXIT_IOERR;
+	default:		return EXIT_UNREACHABLE;
+	}
+}
+
 static void
 usage(void)
 {
 	fprintf(stderr, "usage: sync-plan [-ALOv] [-C config] [-e command] "
-	    "[-m mailbox] [-n channel] [-p partition] [-S host[:port]] [-s user] "
-	    "[-u user] [--legacy-sieve]\n");
+	    "[-M host[:port] | -M /path] [-m mailbox] [-n channel] "
+	    "[-p partition] [-S host[:port]] [-s user] [-u user] "
+	    "[--legacy-sieve] [--source-command command]\n");
 	exit(EX_USAGE);
 }
 
@@ -113,7 +134,7 @@ push(char ***v, size_t *n, const char *s)
 
 	if (nv == NULL) {
 		warnx_("out of memory");
-		exit(EX_OSERR);
+		exit(EXIT_IOERR);
 	}
 	*v = nv;
 	(*v)[(*n)++] = strdup(s);
@@ -171,7 +192,8 @@ rstate_get(struct plan *pl, const char *what, struct dlist *arg,
 	    r.status[0] == '\0') {
 		warnx_("GET %s: %s", what, pl->cs->err);
 		pl->fatal = pl->cs->errclass == CSYNC_PROTOCOL ?
-		    EXIT_PROTOCOL : EXIT_UNREACHABLE;
+		    EXIT_PROTOCOL : pl->cs->errclass == CSYNC_TIMEOUT ?
+		    EXIT_TEMP : EXIT_UNREACHABLE;
 		csync_reply_clear(&r);
 		return -1;
 	}
@@ -179,6 +201,9 @@ rstate_get(struct plan *pl, const char *what, struct dlist *arg,
 	    strcmp(r.code, "IMAP_MAILBOX_NONEXISTENT") != 0) {
 		warnx_("GET %s: replica answered %s %s", what, r.status,
 		    r.text);
+		/* A replica shutting down is gone for this run. */
+		if (strcmp(r.status, "BYE") == 0)
+			pl->fatal = EXIT_UNREACHABLE;
 		csync_reply_clear(&r);
 		pl->failed++;
 		return -1;
@@ -273,11 +298,14 @@ unchanged(const struct store_mailbox *m, const struct store_annot *ma,
 }
 
 struct reccollect {
+	struct master	*m;
+	const char	*partition;	/* where the bodies are looked up */
 	struct dlist	*records;
 	uint32_t	 replica_last_uid;
 	int		 replica_has;
 	char		(*guids)[41];
 	uint32_t	*sizes;
+	uint32_t	*uids;
 	size_t		 nguids;
 	size_t		 nrecords;
 };
@@ -289,17 +317,31 @@ collect_record(const struct store_record *rec, void *arg)
 
 	mbdl_record(rc->records, rec);
 	rc->nrecords++;
-	if ((rec->sysflags & SF_EXPUNGED) == 0 &&
-	    (!rc->replica_has || rec->uid > rc->replica_last_uid)) {
+	/*
+	 * New records need their bodies on the replica.  An expunged one
+	 * does not, but as Cyrus does we send its body while we still have
+	 * it: a Cyrus replica otherwise logs an I/O error for every
+	 * expunged record it cannot find a file for.
+	 */
+	if ((!rc->replica_has || rec->uid > rc->replica_last_uid) &&
+	    ((rec->sysflags & SF_EXPUNGED) == 0 || (rc->partition != NULL &&
+	    master_body_exists(rc->m, rc->partition, rec->guid) == 1))) {
 		char (*ng)[41] = reallocarray(rc->guids, rc->nguids + 1,
 		    sizeof(*ng));
-		uint32_t *ns = reallocarray(rc->sizes, rc->nguids + 1,
-		    sizeof(*ns));
+		uint32_t *ns, *nu;
 
-		if (ng == NULL || ns == NULL)
+		if (ng == NULL)
 			return -1;
 		rc->guids = ng;
+		if ((ns = reallocarray(rc->sizes, rc->nguids + 1,
+		    sizeof(*ns))) == NULL)
+			return -1;
 		rc->sizes = ns;
+		if ((nu = reallocarray(rc->uids, rc->nguids + 1,
+		    sizeof(*nu))) == NULL)
+			return -1;
+		rc->uids = nu;
+		rc->uids[rc->nguids] = rec->uid;
 		memcpy(rc->guids[rc->nguids], rec->guid, 41);
 		rc->sizes[rc->nguids++] = rec->size;
 	}
@@ -307,12 +349,14 @@ collect_record(const struct store_record *rec, void *arg)
 }
 
 /* RESERVE what the replica may already hold, then list the bodies to
- * upload; sync-send sends only those the RESERVE reported missing. */
+ * upload; sync-send sends only those the RESERVE reported missing.  With
+ * a csync source (srcmb not NULL) each body is followed by where
+ * sync-send fetches it: %(MBOXNAME PARTITION UNIQUEID UID). */
 static void
 plan_bodies(struct plan *pl, const char *partition, struct rstate *rs,
-    struct reccollect *rc)
+    struct reccollect *rc, const struct store_mailbox *srcmb)
 {
-	size_t i, j;
+	size_t i, j, max = srcmb != NULL ? MESSAGE_MAX_SRC : MESSAGE_MAX;
 
 	if (rc->nguids == 0)
 		return;
@@ -332,12 +376,25 @@ plan_bodies(struct plan *pl, const char *partition, struct rstate *rs,
 			dlist_free(kv);
 		}
 	}
-	for (i = 0; i < rc->nguids; i += MESSAGE_MAX) {
+	for (i = 0; i < rc->nguids; i += max) {
 		prot_puts(pl->out, "APPLY MESSAGE (");
-		for (j = i; j < rc->nguids && j < i + MESSAGE_MAX; j++)
+		for (j = i; j < rc->nguids && j < i + max; j++) {
 			prot_printf(pl->out, "%s%%{%s %s %" PRIu32 "}",
 			    j > i ? " " : "", partition, rc->guids[j],
 			    rc->sizes[j]);
+			if (srcmb != NULL) {
+				struct dlist *kv = dlist_newkvlist(NULL, NULL);
+
+				dlist_setatom(kv, "MBOXNAME", srcmb->name);
+				dlist_setatom(kv, "PARTITION",
+				    srcmb->partition);
+				dlist_setatom(kv, "UNIQUEID", srcmb->uniqueid);
+				dlist_setnum32(kv, "UID", rc->uids[j]);
+				prot_puts(pl->out, " ");
+				dlist_print(kv, 0, pl->out, 1);
+				dlist_free(kv);
+			}
+		}
 		prot_puts(pl->out, ")\n");
 	}
 }
@@ -349,11 +406,15 @@ plan_mailbox(struct plan *pl, const struct store_mailbox *m,
 	struct store_annot *annots = NULL;
 	size_t nannots = 0;
 	struct reccollect rc;
+	struct master_mbox fresh;
 	struct dlist *kv;
 	struct store_mailbox send = *m;
+	int ret;
 
-	if (store_mbannot_list(pl->store, m->id, &annots, &nannots) == -1) {
-		warnx_("%s: %s", m->name, store_error(pl->store));
+	memset(&fresh, 0, sizeof(fresh));
+	memset(&rc, 0, sizeof(rc));
+	if (master_mbannots(pl->m, m, &annots, &nannots) == -1) {
+		warnx_("%s: %s", m->name, master_error(pl->m));
 		pl->failed++;
 		return;
 	}
@@ -361,12 +422,54 @@ plan_mailbox(struct plan *pl, const struct store_mailbox *m,
 		send.partition = (char *)pl->o->partition;
 	else if (r != NULL && r->mb.partition != NULL)
 		send.partition = r->mb.partition;
+	/* Decided from the MAILBOX lines alone: records are read only for
+	 * a mailbox that differs. */
 	if (r != NULL && unchanged(&send, annots, nannots, r)) {
 		if (pl->o->verbose)
 			comment(pl, "%s: unchanged (modseq %" PRIu64 ")",
 			    m->name, m->highestmodseq);
 		store_annots_free(annots, nannots);
 		return;
+	}
+
+	rc.m = pl->m;
+	rc.partition = m->partition;
+	rc.records = dlist_newlist(NULL, "RECORD");
+	rc.replica_has = r != NULL;
+	rc.replica_last_uid = r ? r->mb.last_uid : 0;
+	if (master_remote(pl->m) && m->mbtype != NULL &&
+	    strchr(m->mbtype, 'i') != NULL)
+		ret = 0;	/* an intermediate has no records */
+	else
+		ret = master_records(pl->m, m, r ? r->mb.highestmodseq : 0,
+		    collect_record, &rc, &fresh);
+	if (ret == STORE_NOTFOUND) {
+		comment(pl, "%s: gone from the master while planning",
+		    m->name);
+		goto done;
+	}
+	if (ret != 0) {
+		warnx_("%s: reading records: %s", m->name,
+		    master_error(pl->m));
+		pl->failed++;
+		if (pl->src != NULL && pl->src->errclass != CSYNC_OK &&
+		    pl->src->errclass != CSYNC_PROTOCOL)
+			pl->fatal = EXIT_UNREACHABLE;
+		goto done;
+	}
+	if (fresh.mb.name != NULL) {
+		/* The header of the reply the records came with. */
+		m = &fresh.mb;
+		send = fresh.mb;
+		store_annots_free(annots, nannots);
+		annots = fresh.annots;
+		nannots = fresh.nannots;
+		fresh.annots = NULL;
+		fresh.nannots = 0;
+		if (pl->o->partition != NULL)
+			send.partition = (char *)pl->o->partition;
+		else if (r != NULL && r->mb.partition != NULL)
+			send.partition = r->mb.partition;
 	}
 	if (r == NULL)
 		comment(pl, "%s: not on the replica: create (last_uid %" PRIu32
@@ -385,19 +488,9 @@ plan_mailbox(struct plan *pl, const struct store_mailbox *m,
 	if (r != NULL && r->mb.uidvalidity > send.uidvalidity)
 		send.uidvalidity = r->mb.uidvalidity;
 
-	memset(&rc, 0, sizeof(rc));
-	rc.records = dlist_newlist(NULL, "RECORD");
-	rc.replica_has = r != NULL;
-	rc.replica_last_uid = r ? r->mb.last_uid : 0;
-	if (store_record_foreach(pl->store, m->id, r ? r->mb.highestmodseq :
-	    0, collect_record, &rc) != 0) {
-		warnx_("%s: reading records: %s", m->name,
-		    store_error(pl->store));
-		pl->failed++;
-		goto done;
-	}
 	if (send.partition != NULL)
-		plan_bodies(pl, send.partition, rs, &rc);
+		plan_bodies(pl, send.partition, rs, &rc,
+		    master_remote(pl->m) ? m : NULL);
 	kv = mbdl_mailbox(NULL, pl->o->local ? "LOCAL_MAILBOX" : "MAILBOX",
 	    &send, annots, nannots);
 	if (r != NULL) {
@@ -415,7 +508,9 @@ done:
 	dlist_free(rc.records);
 	free(rc.guids);
 	free(rc.sizes);
+	free(rc.uids);
 	store_annots_free(annots, nannots);
+	master_mbox_clear(&fresh);
 }
 
 struct mblist {
@@ -527,9 +622,9 @@ plan_quota(struct plan *pl, const char *root, struct dlist *rq)
 	};
 	int r, i, same = 1;
 
-	r = store_quota_get(pl->store, root, &q);
+	r = master_quota_get(pl->m, root, &q);
 	if (r == -1) {
-		warnx_("quota %s: %s", root, store_error(pl->store));
+		warnx_("quota %s: %s", root, master_error(pl->m));
 		pl->failed++;
 		return;
 	}
@@ -647,9 +742,9 @@ plan_subs(struct plan *pl, const char *userid, struct dlist *items)
 	for (d = items->head; d != NULL; d = d->next)
 		if (strcmp(d->key, "LSUB") == 0)
 			lsub = d;
-	if (store_sub_foreach(pl->store, userid, sub_cb, &sc) == -1) {
+	if (master_sub_foreach(pl->m, userid, sub_cb, &sc) == -1) {
 		warnx_("subscriptions of %s: %s", userid,
-		    store_error(pl->store));
+		    master_error(pl->m));
 		pl->failed++;
 		return;
 	}
@@ -715,7 +810,7 @@ sieve_cb(const struct store_sieve *s, void *arg)
 		char *content;
 		size_t len;
 
-		if (store_sieve_get(sc->pl->store, sc->userid, s->name,
+		if (master_sieve_get(sc->pl->m, sc->userid, s->name,
 		    &content, &len) != 0) {
 			sc->pl->failed++;
 			return 0;
@@ -745,10 +840,10 @@ plan_sieve(struct plan *pl, const char *userid, struct dlist *items)
 {
 	struct sievectx sc = { pl, userid, items, 0 };
 
-	if (pl->cs->sieve_mailbox)
+	if (pl->cs->sieve_mailbox && master_sieve_mailbox(pl->m))
 		return;		/* scripts travel in the #sieve mailbox */
-	if (store_sieve_foreach(pl->store, userid, sieve_cb, &sc) == -1) {
-		warnx_("sieve of %s: %s", userid, store_error(pl->store));
+	if (master_sieve_foreach(pl->m, userid, sieve_cb, &sc) == -1) {
+		warnx_("sieve of %s: %s", userid, master_error(pl->m));
 		pl->failed++;
 	}
 }
@@ -759,6 +854,15 @@ is_sieve_type(const char *mbtype)
 	return mbtype != NULL && mbtype[0] == 'f';
 }
 
+/*
+ * Which sieve representation to replicate.  Scripts kept in the store's
+ * script table (sync-store sieve) only travel as legacy SIEVE commands,
+ * which a Cyrus 3.6 replica turns into its own #sieve mailbox; #sieve
+ * mailboxes (received from a Cyrus master, or read from one as the
+ * source) travel as mailboxes, which needs SIEVE-MAILBOX.  So a store
+ * asks for SIEVE-MAILBOX only when it holds at least one #sieve mailbox;
+ * a csync source is asked in the mode the replica agreed to.
+ */
 /* The whole state of one user (protocol doc 6.3). */
 static void
 plan_user(struct plan *pl, const char *userid, int meta_only)
@@ -781,14 +885,24 @@ plan_user(struct plan *pl, const char *userid, int meta_only)
 		return;
 	}
 	dlist_free(arg);
-	if (store_mailbox_foreach_user(pl->store, userid, collect_mailbox,
-	    &ml) != 0) {
-		warnx_("user %s: %s", userid, store_error(pl->store));
+	if (master_load_user(pl->m, userid, meta_only) == -1 ||
+	    master_user_mailboxes(pl->m, userid, collect_mailbox, &ml) != 0) {
+		warnx_("user %s: %s", userid, master_error(pl->m));
 		pl->failed++;
+		if (pl->src != NULL && pl->src->errclass != CSYNC_OK &&
+		    pl->src->errclass != CSYNC_PROTOCOL)
+			pl->fatal = EXIT_UNREACHABLE;
 		goto done;
 	}
 	comment(pl, "user %s: %zu mailboxes on the master, %zu on the "
 	    "replica", userid, ml.n, rs.nmbs);
+	if (!meta_only && ml.n == 0 && master_remote(pl->m)) {
+		/* As Cyrus: a user the master lacks is left alone here
+		 * (deleting takes an UNUSER). */
+		comment(pl, "user %s: not on the master: nothing to do",
+		    userid);
+		goto done;
+	}
 	if (!meta_only) {
 		/* Without SIEVE-MAILBOX the #sieve mailbox is not replicated. */
 		if (!pl->cs->sieve_mailbox)
@@ -816,19 +930,16 @@ plan_user(struct plan *pl, const char *userid, int meta_only)
 			}
 		}
 		for (i = 0; i < rs.nmbs; i++) {
-			struct store_tombstone t;
 			struct dlist *kv;
 
 			if (rs.mbs[i].seen)
 				continue;
-			if (store_tombstone_get(pl->store, rs.mbs[i].mb.name,
-			    &t) != 0) {
+			if (!master_deleted(pl->m, rs.mbs[i].mb.name, 0)) {
 				comment(pl, "%s: only on the replica and no "
 				    "tombstone on the master: left alone",
 				    rs.mbs[i].mb.name);
 				continue;
 			}
-			store_tombstone_clear(&t);
 			comment(pl, "%s: deleted on the master",
 			    rs.mbs[i].mb.name);
 			kv = dlist_setatom(NULL, pl->o->local ?
@@ -868,8 +979,8 @@ plan_user(struct plan *pl, const char *userid, int meta_only)
 	sc.pl = pl;
 	sc.userid = userid;
 	sc.items = rs.items;
-	if (store_seen_foreach(pl->store, userid, seen_cb, &sc) == -1) {
-		warnx_("seen of %s: %s", userid, store_error(pl->store));
+	if (master_seen_foreach(pl->m, userid, seen_cb, &sc) == -1) {
+		warnx_("seen of %s: %s", userid, master_error(pl->m));
 		pl->failed++;
 	}
 	plan_subs(pl, userid, rs.items);
@@ -877,12 +988,14 @@ plan_user(struct plan *pl, const char *userid, int meta_only)
 done:
 	mblist_clear(&ml);
 	rstate_clear(&rs);
+	master_forget(pl->m);
 	prot_flush(pl->out);
 }
 
-/* Mailboxes by name (-m, and non-user mailboxes from the log). */
+/* Mailboxes by name (-m, and non-user mailboxes from the log); logged:
+ * the sync log said they were deleted. */
 static void
-plan_mailboxes(struct plan *pl, char **names, size_t n)
+plan_mailboxes(struct plan *pl, char **names, size_t n, int logged)
 {
 	struct dlist *arg = dlist_newlist(NULL, "MAILBOXES");
 	struct rstate rs;
@@ -895,21 +1008,25 @@ plan_mailboxes(struct plan *pl, char **names, size_t n)
 		return;
 	}
 	dlist_free(arg);
+	if (master_load_mailboxes(pl->m, names, n) == -1) {
+		warnx_("%s", master_error(pl->m));
+		pl->failed++;
+		rstate_clear(&rs);
+		return;
+	}
 	for (i = 0; i < n; i++) {
 		struct store_mailbox m;
-		struct store_tombstone t;
-		int r = store_mailbox_get(pl->store, names[i], &m);
+		int r = master_mailbox_get(pl->m, names[i], &m);
 
 		if (r == STORE_NOTFOUND) {
 			struct rmb *rm = rstate_by_name(&rs, names[i]);
 
-			if (rm != NULL && store_tombstone_get(pl->store,
-			    names[i], &t) == 0) {
+			if (rm != NULL && master_deleted(pl->m, names[i],
+			    logged)) {
 				struct dlist *kv = dlist_setatom(NULL,
 				    pl->o->local ? "LOCAL_UNMAILBOX" :
 				    "UNMAILBOX", names[i]);
 
-				store_tombstone_clear(&t);
 				comment(pl, "%s: deleted on the master",
 				    names[i]);
 				emit(pl, "APPLY", kv);
@@ -919,7 +1036,7 @@ plan_mailboxes(struct plan *pl, char **names, size_t n)
 			continue;
 		}
 		if (r != 0) {
-			warnx_("%s: %s", names[i], store_error(pl->store));
+			warnx_("%s: %s", names[i], master_error(pl->m));
 			pl->failed++;
 			continue;
 		}
@@ -936,6 +1053,7 @@ plan_mailboxes(struct plan *pl, char **names, size_t n)
 		store_mailbox_clear(&m);
 	}
 	rstate_clear(&rs);
+	master_forget(pl->m);
 }
 
 static void
@@ -950,8 +1068,19 @@ plan_unuser(struct plan *pl, const char *userid)
 		pl->failed++;
 		return;
 	}
-	r = store_mailbox_get(pl->store, inbox, &m);
+	if (master_load_mailboxes(pl->m, &inbox, 1) == -1) {
+		warnx_("%s", master_error(pl->m));
+		free(inbox);
+		pl->failed++;
+		return;
+	}
+	r = master_mailbox_get(pl->m, inbox, &m);
 	free(inbox);
+	master_forget(pl->m);
+	if (r == -1) {
+		pl->failed++;
+		return;
+	}
 	if (r == 0) {
 		store_mailbox_clear(&m);
 		comment(pl, "user %s still exists on the master", userid);
@@ -1020,10 +1149,11 @@ addu(char ***v, size_t *n, const char *s)
 static void
 batch_run(struct plan *pl, struct batch *b)
 {
+	int failed_before = pl->failed;
 	size_t i, j;
 
 	if (b->nshared > 0)
-		plan_mailboxes(pl, b->shared, b->nshared);
+		plan_mailboxes(pl, b->shared, b->nshared, 0);
 	for (i = 0; i < b->nroots; i++) {
 		struct dlist *arg = dlist_setatom(NULL, "QUOTA", b->roots[i]);
 		struct rstate rs;
@@ -1040,7 +1170,7 @@ batch_run(struct plan *pl, struct batch *b)
 		dlist_free(arg);
 	}
 	for (i = 0; i < b->nunmailboxes; i++)
-		plan_mailboxes(pl, &b->unmailboxes[i], 1);
+		plan_mailboxes(pl, &b->unmailboxes[i], 1, 1);
 	for (i = 0; i < b->nmetas; i++) {
 		for (j = 0; j < b->nusers; j++)
 			if (strcmp(b->users[j], b->metas[i]) == 0)
@@ -1052,8 +1182,20 @@ batch_run(struct plan *pl, struct batch *b)
 		plan_user(pl, b->users[i], 0);
 	for (i = 0; i < b->nunusers; i++)
 		plan_unuser(pl, b->unusers[i]);
-	for (i = 0; i < b->ncontrols; i++)
+	/*
+	 * A claimed log file may only be removed when everything it asked
+	 * for was planned: after a failure (or a replica gone away) its
+	 * %commit is withheld, so the file stays and is processed again.
+	 */
+	for (i = 0; i < b->ncontrols; i++) {
+		if ((pl->failed != failed_before || pl->fatal) &&
+		    strncmp(b->controls[i], "%commit", 7) == 0) {
+			comment(pl, "not committing: planning failed; the "
+			    "claimed log stays for a later run");
+			continue;
+		}
 		prot_printf(pl->out, "%s\n", b->controls[i]);
+	}
 	prot_flush(pl->out);
 #define FREEV(v, n) do { for (i = 0; i < b->n; i++) free(b->v[i]); \
 	free(b->v); b->v = NULL; b->n = 0; } while (0)
@@ -1128,7 +1270,7 @@ read_actions(struct plan *pl)
 
 	memset(&b, 0, sizeof(b));
 	if (rd == NULL) {
-		pl->fatal = EX_OSERR;
+		pl->fatal = EXIT_IOERR;
 		return;
 	}
 	plan_header(pl);
@@ -1179,11 +1321,12 @@ parse_opts(int argc, char **argv, struct opts *o)
 {
 	static const struct option lopts[] = {
 		{ "legacy-sieve", no_argument, NULL, 1 },
+		{ "source-command", required_argument, NULL, 2 },
 		{ NULL, 0, NULL, 0 }
 	};
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "AC:Le:m:n:Op:S:s:u:v", lopts,
+	while ((ch = getopt_long(argc, argv, "AC:Le:M:m:n:Op:S:s:u:v", lopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'A': o->all = 1; break;
@@ -1192,6 +1335,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 		case 'n': o->channel = optarg; break;
 		case 'O': o->force = 1; break;
 		case 'e': o->command = optarg; break;
+		case 'M': o->source = optarg; break;
 		case 'm': push(&o->mboxes, &o->nmboxes, optarg); break;
 		case 'p': o->partition = optarg; break;
 		case 'S': o->target = optarg; break;
@@ -1199,6 +1343,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 		case 'u': push(&o->users, &o->nusers, optarg); break;
 		case 'v': o->verbose++; break;
 		case 1: o->legacy_sieve = 1; break;
+		case 2: o->source_command = optarg; break;
 		default: usage();
 		}
 	}
@@ -1215,6 +1360,8 @@ parse_opts(int argc, char **argv, struct opts *o)
 		usage();
 	if (o->target != NULL && o->command != NULL)
 		usage();
+	if (o->source != NULL && o->source_command != NULL)
+		usage();
 }
 
 int
@@ -1222,10 +1369,10 @@ main(int argc, char **argv)
 {
 	struct opts o;
 	struct plan pl;
-	struct csync_opts co;
+	struct csync_opts co, so;
 	char err[512];
 	enum csync_err cls;
-	char tbuf[512];
+	char tbuf[512], sbuf[512];
 	size_t i;
 
 	memset(&o, 0, sizeof(o));
@@ -1240,10 +1387,19 @@ main(int argc, char **argv)
 		warnx_("%s", err);
 		return EXIT_CONFIG;
 	}
-	pl.store = store_open(pl.conf, err, sizeof(err));
-	if (pl.store == NULL) {
-		warnx_("%s", err);
-		return EXIT_CONFIG;
+	memset(&so, 0, sizeof(so));
+	csync_source_opts_from_conf(&so, pl.conf, o.channel, o.source, sbuf,
+	    sizeof(sbuf));
+	if (o.source_command != NULL)
+		so.target = NULL;
+	so.command = o.source_command;
+	if (so.target == NULL && so.command == NULL) {
+		pl.store = store_open(pl.conf, err, sizeof(err));
+		if (pl.store == NULL) {
+			warnx_("%s", err);
+			return EXIT_CONFIG;
+		}
+		pl.m = master_from_store(pl.store);
 	}
 	memset(&co, 0, sizeof(co));
 	csync_opts_from_conf(&co, pl.conf, o.channel, o.target, tbuf,
@@ -1255,13 +1411,30 @@ main(int argc, char **argv)
 		warnx_("no replica: give -S, -e or sync_host");
 		return EXIT_CONFIG;
 	}
-	co.sieve_mailbox = !o.legacy_sieve;
+	co.sieve_mailbox = !o.legacy_sieve && (pl.store == NULL ||
+	    master_sieve_mailbox(pl.m));
 	co.timeout = 60;
 	pl.cs = csync_open(&co, err, sizeof(err), &cls);
 	if (pl.cs == NULL) {
 		warnx_("%s", err);
-		return cls == CSYNC_AUTH ? EXIT_CONFIG : cls == CSYNC_PROTOCOL ?
-		    EXIT_PROTOCOL : EXIT_UNREACHABLE;
+		return exit_for(cls);
+	}
+	if (pl.store == NULL) {
+		/* The source is read in the sieve mode the replica agreed
+		 * to: #sieve mailboxes only when both speak SIEVE-MAILBOX. */
+		so.sieve_mailbox = pl.cs->sieve_mailbox;
+		so.timeout = 60;
+		pl.src = csync_open(&so, err, sizeof(err), &cls);
+		if (pl.src == NULL) {
+			warnx_("source: %s", err);
+			csync_close(pl.cs);
+			return exit_for(cls);
+		}
+		pl.m = master_from_csync(pl.src);
+	}
+	if (pl.m == NULL) {
+		warnx_("out of memory");
+		return EXIT_IOERR;
 	}
 	pl.out = prot_new(-1, 1);
 
@@ -1272,7 +1445,11 @@ main(int argc, char **argv)
 		if (o.all) {
 			struct subctx all = { NULL, 0 };
 
-			store_mailbox_foreach(pl.store, NULL, all_users_cb, &all);
+			if (master_mailbox_foreach(pl.m, all_users_cb,
+			    &all) == -1) {
+				warnx_("-A: %s", master_error(pl.m));
+				pl.failed++;
+			}
 			for (i = 0; i < all.n; i++) {
 				plan_user(&pl, all.v[i], 0);
 				free(all.v[i]);
@@ -1284,7 +1461,7 @@ main(int argc, char **argv)
 		for (i = 0; i < o.nmetas && !pl.fatal; i++)
 			plan_user(&pl, o.metas[i], 1);
 		if (o.nmboxes > 0 && !pl.fatal)
-			plan_mailboxes(&pl, o.mboxes, o.nmboxes);
+			plan_mailboxes(&pl, o.mboxes, o.nmboxes, 0);
 		prot_puts(pl.out, "%end\n");
 	}
 	if (prot_flush(pl.out) == -1) {
@@ -1293,7 +1470,11 @@ main(int argc, char **argv)
 	}
 	prot_free(pl.out);
 	csync_close(pl.cs);
-	store_close(pl.store);
+	if (pl.src != NULL)
+		csync_close(pl.src);
+	master_free(pl.m);
+	if (pl.store != NULL)
+		store_close(pl.store);
 	conf_free(pl.conf);
 	if (pl.fatal)
 		return pl.fatal;

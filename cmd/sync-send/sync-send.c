@@ -3,8 +3,11 @@
  *
  * The plan (sync-plan's output) is read from stdin or -f; each command is
  * sent as it is, except that message bodies, which the plan references
- * by %{partition guid size}, are read from the local store and sent only
- * when the replica's answer to the preceding RESERVE says it lacks them.
+ * by %{partition guid size}, are sent only when the replica's answer to
+ * the preceding RESERVE says it lacks them.  They are read from the local
+ * store, or, when a csync source of master state is configured, fetched
+ * from it (GET FETCH, with the source locator the plan gives after each
+ * body) into a spool directory and streamed on from there.
  * Commands are pipelined: replies are read when the window is full, when
  * a reply is needed to go on (RESERVE), and at the end of a batch.
  * Results go to stdout, one line per command; "%commit FILE" lines of the
@@ -34,12 +37,15 @@
 #include "conf.h"
 #include "csync.h"
 #include "dlist.h"
+#include "names.h"
 #include "prot.h"
 #include "store.h"
 
 #define PLAN_VERSION	1
 #define WINDOW		64	/* commands in flight before reading replies */
 #define DESC_MAX	600
+#define REPLAN_MAX	2	/* re-plans of one user before giving up */
+#define FETCH_WINDOW	32	/* GET FETCH requests in flight */
 
 #define EXIT_OK		0
 #define EXIT_FAILED	1
@@ -53,6 +59,8 @@ struct opts {
 	const char	*conf_path;
 	const char	*target;
 	const char	*command;
+	const char	*source;	/* -M: csync source of bodies */
+	const char	*source_command;
 	const char	*planfile;
 	const char	*channel;
 	int		 compress;
@@ -68,8 +76,11 @@ struct guidset {
 struct sender {
 	struct opts	*o;
 	struct conf	*conf;
-	struct store	*store;
+	struct store	*store;		/* NULL with a csync source */
 	struct csync	*cs;
+	struct csync_opts srcopts;	/* the source, if configured */
+	struct csync	*src;		/* connected when first needed */
+	char		 spooldir[PATH_MAX];	/* fetched bodies, or "" */
 	char		**parts;	/* configured partitions */
 	size_t		 nparts;
 	/* Commands sent whose replies are still to come. */
@@ -78,17 +89,38 @@ struct sender {
 	struct guidset	 reserved;	/* GUIDs asked about in RESERVE */
 	struct guidset	 missing;	/* ... that the replica lacks */
 	int		 batch_failed;
-	unsigned long	 ok, failed, bodies;
+	int		 depth;		/* 1 while applying a re-plan */
+	/* Mailboxes refused as stale (IMAP_SYNC_CHANGED/CHECKSUM): their
+	 * users (or the names of shared mailboxes) are re-planned. */
+	char		**stale;
+	size_t		 nstale;
+	unsigned long	 ok, failed, bodies, replans;
 	uint64_t	 bytes;
+	int		 progress;	/* stderr is a terminal */
+	struct timespec	 start, shown;
 	int		 fatal;
 };
+
+/* The exit status for a failure to set up the connection. */
+static int
+exit_for(enum csync_err cls)
+{
+	switch (cls) {
+	case CSYNC_AUTH:	return EXIT_CONFIG;
+	case CSYNC_PROTOCOL:	return EXIT_PROTOCOL;
+	case CSYNC_TIMEOUT:	return EXIT_TEMP;
+	case CSYNC_LOCAL:	return EXIT_IOERR;
+	default:		return EXIT_UNREACHABLE;
+	}
+}
 
 static void
 usage(void)
 {
 	fprintf(stderr, "usage: sync-send [-vz] [-C config] [-e command] "
-	    "[-f plan] [-n channel] [-S host[:port] | -S /path] "
-	    "[-t timeout]\n");
+	    "[-f plan] [-M host[:port] | -M /path] [-n channel] "
+	    "[-S host[:port] | -S /path] [-t timeout] "
+	    "[--source-command command]\n");
 	exit(EX_USAGE);
 }
 
@@ -122,10 +154,23 @@ gs_add(struct guidset *s, const char *g)
 
 	if (nv == NULL) {
 		warnx_("out of memory");
-		exit(EX_OSERR);
+		exit(EXIT_IOERR);
 	}
 	s->v = nv;
 	strlcpy(s->v[s->n++], g, 41);
+}
+
+static void
+gs_del(struct guidset *s, const char *g)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++)
+		if (strcmp(s->v[i], g) == 0) {
+			memmove(s->v[i], s->v[s->n - 1], 41);
+			s->n--;
+			return;
+		}
 }
 
 static void
@@ -159,9 +204,69 @@ describe(const char *verb, const struct dlist *d, char *buf, size_t size)
 	    name ? name : "");
 }
 
+static void	apply_plan(struct sender *, struct prot *);
+
+/* What to re-plan for a mailbox refused as stale: "-u user" or
+ * "-m name" for a shared mailbox.  Returns 0, or -1 if not a mailbox
+ * update. */
+static int
+stale_target(const char *desc, char *buf, size_t size)
+{
+	const char *name;
+	char *u;
+
+	if (strncmp(desc, "APPLY MAILBOX ", 14) == 0)
+		name = desc + 14;
+	else if (strncmp(desc, "APPLY LOCAL_MAILBOX ", 20) == 0)
+		name = desc + 20;
+	else
+		return -1;
+	if ((u = mboxname_to_userid(name)) != NULL) {
+		snprintf(buf, size, "-u%s", u);
+		free(u);
+	} else
+		snprintf(buf, size, "-m%s", name);
+	return 0;
+}
+
+static double
+elapsed(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) +
+	    (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+/* The progress line on a terminal: commands, messages, bytes, rate;
+ * at most a few times a second, and once more at the end (last). */
+static void
+progress(struct sender *sd, int last)
+{
+	struct timespec now;
+	double t;
+
+	if (!sd->progress)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!last && elapsed(&sd->shown, &now) < 0.25)
+		return;
+	sd->shown = now;
+	t = elapsed(&sd->start, &now);
+	fprintf(stderr, "\rsync-send: %lu commands (%lu failed), %lu "
+	    "messages, %.1f MB, %.1f MB/s, %.0f s   %s",
+	    sd->ok + sd->failed, sd->failed, sd->bodies,
+	    (double)sd->bytes / 1e6, t > 0 ? (double)sd->bytes / 1e6 / t : 0,
+	    t, last ? "\n" : "");
+}
+
 static void
 result(struct sender *sd, const char *desc, const struct csync_reply *r)
 {
+	char what[DESC_MAX];
+
+	if (sd->o->verbose > 1)
+		fprintf(stderr, "S %s %s\n", r->status, r->text ? r->text :
+		    "");
+	progress(sd, 0);
 	if (strcmp(r->status, "OK") == 0) {
 		sd->ok++;
 		if (sd->o->verbose)
@@ -175,6 +280,28 @@ result(struct sender *sd, const char *desc, const struct csync_reply *r)
 		sd->ok++;
 		if (sd->o->verbose)
 			printf("OK %s (already absent)\n", desc);
+		return;
+	}
+	if ((strcmp(r->code, "IMAP_SYNC_CHANGED") == 0 ||
+	    strcmp(r->code, "IMAP_SYNC_CHECKSUM") == 0) &&
+	    stale_target(desc, what, sizeof(what)) == 0) {
+		size_t i;
+
+		/* The plan was made against a state the replica has left:
+		 * re-planned from fresh replica state at the batch end. */
+		printf("%s %s: %s (re-planning %s %s)\n", r->status, desc,
+		    r->text ? r->text : "", what[1] == 'u' ? "user" :
+		    "mailbox", what + 2);
+		for (i = 0; i < sd->nstale; i++)
+			if (strcmp(sd->stale[i], what) == 0)
+				return;
+		if ((sd->stale = reallocarray(sd->stale, sd->nstale + 1,
+		    sizeof(*sd->stale))) == NULL ||
+		    (sd->stale[sd->nstale] = strdup(what)) == NULL) {
+			warnx_("out of memory");
+			exit(EXIT_IOERR);
+		}
+		sd->nstale++;
 		return;
 	}
 	sd->failed++;
@@ -195,7 +322,8 @@ drain(struct sender *sd)
 		if (csync_read_reply(sd->cs, &r, NULL) == -1) {
 			warnx_("%s: %s", sd->inflight[i], sd->cs->err);
 			sd->fatal = sd->cs->errclass == CSYNC_PROTOCOL ?
-			    EXIT_PROTOCOL : EXIT_UNREACHABLE;
+			    EXIT_PROTOCOL : sd->cs->errclass == CSYNC_TIMEOUT ?
+			    EXIT_TEMP : EXIT_UNREACHABLE;
 			csync_reply_clear(&r);
 			sd->ninflight = 0;
 			return -1;
@@ -229,7 +357,7 @@ send_cmd(struct sender *sd, const char *verb, const struct dlist *d)
 	}
 	ni = reallocarray(sd->inflight, sd->ninflight + 1, sizeof(*ni));
 	if (ni == NULL) {
-		sd->fatal = EX_OSERR;
+		sd->fatal = EXIT_IOERR;
 		return -1;
 	}
 	sd->inflight = ni;
@@ -247,6 +375,12 @@ do_reserve(struct sender *sd, const struct dlist *d)
 
 	if (drain(sd) == -1)
 		return -1;
+	if (sd->o->verbose > 1) {
+		const struct dlist *ml = dlist_child(d, "MBOXNAME");
+
+		fprintf(stderr, "C APPLY RESERVE (%zu mailboxes, %zu GUIDs)\n",
+		    ml ? ml->nchild : 0, gl ? gl->nchild : 0);
+	}
 	if (csync_call(sd->cs, "APPLY", d, &r, NULL) == -1 &&
 	    r.status[0] == '\0') {
 		warnx_("RESERVE: %s", sd->cs->err);
@@ -262,10 +396,15 @@ do_reserve(struct sender *sd, const struct dlist *d)
 
 		if (strcmp(m->key, "MISSING") != 0)
 			continue;
+		if (sd->o->verbose > 1)
+			fprintf(stderr, "S * MISSING (%zu GUIDs)\n",
+			    m->nchild);
 		for (g = m->head; g != NULL; g = g->next)
 			if (g->kind == DL_STRING)
 				gs_add(&sd->missing, g->s);
 	}
+	if (sd->o->verbose > 1)
+		fprintf(stderr, "S %s %s\n", r.status, r.text ? r.text : "");
 	if (strcmp(r.status, "OK") != 0) {
 		char desc[DESC_MAX];
 
@@ -293,58 +432,351 @@ body_path(struct sender *sd, const char *part, const char *guid, char *buf,
 	return -1;
 }
 
+/* A fetched body on its way to the spool directory. */
+struct spool {
+	int	 fd;
+	char	 path[PATH_MAX + 64];
+};
+
+static void *
+spool_open(void *arg, const char *part, const char *guid, uint64_t size)
+{
+	struct sender *sd = arg;
+	struct spool *h;
+
+	(void)part; (void)size;
+	if ((h = malloc(sizeof(*h))) == NULL)
+		return NULL;
+	snprintf(h->path, sizeof(h->path), "%s/%s", sd->spooldir, guid);
+	h->fd = open(h->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (h->fd == -1) {
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+static int
+spool_write(void *arg, void *vh, const void *buf, size_t n)
+{
+	struct spool *h = vh;
+	const char *p = buf;
+	ssize_t w;
+
+	(void)arg;
+	while (n > 0) {
+		if ((w = write(h->fd, p, n)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int
+spool_close(void *arg, void *vh, int ok, char **pathp)
+{
+	struct spool *h = vh;
+
+	(void)arg;
+	if (close(h->fd) == -1)
+		ok = 0;
+	if (!ok || pathp == NULL || (*pathp = strdup(h->path)) == NULL) {
+		unlink(h->path);
+		free(h);
+		return -1;
+	}
+	free(h);
+	return 0;
+}
+
+/* Connect to the source and make the spool directory, once. */
+static int
+source_ready(struct sender *sd)
+{
+	char err[512];
+	const char *tmp;
+	enum csync_err cls;
+
+	if (sd->src != NULL)
+		return 0;
+	if (sd->spooldir[0] == '\0') {
+		tmp = getenv("TMPDIR");
+		snprintf(sd->spooldir, sizeof(sd->spooldir),
+		    "%s/sync-send.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+		if (mkdtemp(sd->spooldir) == NULL) {
+			warnx_("spool directory: %s", strerror(errno));
+			sd->spooldir[0] = '\0';
+			sd->fatal = EXIT_IOERR;
+			return -1;
+		}
+	}
+	sd->src = csync_open(&sd->srcopts, err, sizeof(err), &cls);
+	if (sd->src == NULL) {
+		warnx_("source: %s", err);
+		sd->fatal = exit_for(cls);
+		return -1;
+	}
+	return 0;
+}
+
+/* A body the plan lists: target partition, GUID, size, and where the
+ * source keeps it (a kvlist, or NULL). */
+struct msgref {
+	char		 part[128];
+	char		 guid[41];
+	uint64_t	 size;
+	struct dlist	*loc;
+	char		*path;		/* fetched into the spool */
+};
+
 /*
- * "APPLY MESSAGE (%{part guid size} ...)": the plan has headers only.
- * Send the bodies the replica lacks, reading them from the store.
+ * Fetch refs[0..n) from the source, FETCH_WINDOW requests at a time,
+ * each reply's file literal streamed into the spool directory.  A body
+ * that cannot be fetched is reported and left without a path.
+ */
+static void
+fetch_bodies(struct sender *sd, struct msgref *refs, size_t n)
+{
+	struct dlist_sink sink = { spool_open, spool_write, spool_close, sd };
+	struct csync_reply r;
+	size_t i, j, k;
+
+	if (source_ready(sd) == -1)
+		return;
+	for (i = 0; i < n; i += FETCH_WINDOW) {
+		size_t end = i + FETCH_WINDOW < n ? i + FETCH_WINDOW : n;
+
+		for (j = i; j < end; j++) {
+			struct dlist *kv = dlist_newkvlist(NULL, "FETCH");
+			const char *v;
+
+			dlist_setatom(kv, "MBOXNAME", dlist_getatom(refs[j].loc,
+			    "MBOXNAME", &v) == 0 ? v : "");
+			dlist_setatom(kv, "PARTITION", dlist_getatom(
+			    refs[j].loc, "PARTITION", &v) == 0 ? v : "");
+			dlist_setatom(kv, "UNIQUEID", dlist_getatom(refs[j].loc,
+			    "UNIQUEID", &v) == 0 ? v : "");
+			dlist_setguid(kv, "GUID", refs[j].guid);
+			dlist_setatom(kv, "UID", dlist_getatom(refs[j].loc,
+			    "UID", &v) == 0 ? v : "0");
+			if (csync_send(sd->src, "GET", kv) == -1) {
+				dlist_free(kv);
+				warnx_("source: %s", sd->src->err);
+				sd->fatal = EXIT_UNREACHABLE;
+				return;
+			}
+			dlist_free(kv);
+		}
+		for (j = i; j < end; j++) {
+			const struct dlist *f = NULL;
+
+			if (csync_read_reply(sd->src, &r, &sink) == -1) {
+				warnx_("source: %s", sd->src->err);
+				sd->fatal = sd->src->errclass == CSYNC_TIMEOUT ?
+				    EXIT_TEMP : EXIT_UNREACHABLE;
+				csync_reply_clear(&r);
+				return;
+			}
+			for (k = 0; k < r.nitems; k++)
+				if (strcmp(r.items[k]->key, "MESSAGE") == 0)
+					f = r.items[k];
+			if (strcmp(r.status, "OK") == 0 && f != NULL &&
+			    f->kind == DL_FILE && f->file_ok &&
+			    f->path != NULL &&
+			    strcmp(f->guid, refs[j].guid) == 0 &&
+			    f->size == refs[j].size)
+				refs[j].path = strdup(f->path);
+			else {
+				if (f != NULL && f->path != NULL)
+					unlink(f->path);
+				printf("NO APPLY MESSAGE %s: not fetched from "
+				    "the source: %s %s\n", refs[j].guid,
+				    r.status, r.text ? r.text : "");
+				sd->failed++;
+				sd->batch_failed = 1;
+			}
+			csync_reply_clear(&r);
+		}
+	}
+}
+
+/* The source locator after a body: "%( ... )" up to its closing
+ * parenthesis (quoted strings skipped).  Returns its length, or 0. */
+static size_t
+loc_len(const char *p)
+{
+	size_t i;
+	int depth = 0, q = 0;
+
+	if (p[0] != '%' || p[1] != '(')
+		return 0;
+	for (i = 1; p[i] != '\0'; i++) {
+		if (q) {
+			if (p[i] == '\\' && p[i + 1] != '\0')
+				i++;
+			else if (p[i] == '"')
+				q = 0;
+			continue;
+		}
+		if (p[i] == '"')
+			q = 1;
+		else if (p[i] == '{')
+			return 0;
+		else if (p[i] == '(')
+			depth++;
+		else if (p[i] == ')' && --depth == 0)
+			return i + 1;
+	}
+	return 0;
+}
+
+/*
+ * "APPLY MESSAGE (%{part guid size} [%(source)] ...)": the plan has
+ * headers only.  Send the bodies the replica lacks, read from the store
+ * or fetched from the source.
  */
 static int
 do_message(struct sender *sd, const char *line)
 {
 	struct dlist *list = dlist_newlist(NULL, "MESSAGE");
+	struct msgref *refs = NULL, *nr;
+	size_t nrefs = 0, i, nfetch = 0;
 	const char *p = line;
+	char path[4096], err[256];
 	int rc = 0;
 
 	if (*p++ != '(') {
 		warnx_("bad APPLY MESSAGE line in the plan");
-		sd->fatal = EX_DATAERR;
+		sd->fatal = EXIT_PROTOCOL;
 		dlist_free(list);
 		return -1;
 	}
 	for (;;) {
-		char part[128], guid[41], path[4096];
+		struct msgref m;
 		unsigned long long size;
+		size_t ll;
 		int n = 0;
 
+		memset(&m, 0, sizeof(m));
 		while (*p == ' ')
 			p++;
 		if (*p == ')')
 			break;
 		if (sscanf(p, "%%{%127[A-Za-z0-9_-] %40[0-9a-fA-F] %llu}%n",
-		    part, guid, &size, &n) != 3 || n == 0 ||
-		    !guid_valid(guid, strlen(guid))) {
+		    m.part, m.guid, &size, &n) != 3 || n == 0 ||
+		    !guid_valid(m.guid, strlen(m.guid))) {
 			warnx_("bad APPLY MESSAGE line in the plan");
-			sd->fatal = EX_DATAERR;
+			sd->fatal = EXIT_PROTOCOL;
 			rc = -1;
 			goto done;
 		}
 		p += n;
-		guid_normalise(guid, guid);
-		if (gs_has(&sd->reserved, guid) && !gs_has(&sd->missing, guid))
+		m.size = size;
+		guid_normalise(m.guid, m.guid);
+		while (*p == ' ')
+			p++;
+		if ((ll = loc_len(p)) > 0) {
+			char buf[8192];
+
+			if (ll + 2 >= sizeof(buf)) {
+				warnx_("APPLY MESSAGE: source too long");
+				sd->fatal = EXIT_PROTOCOL;
+				rc = -1;
+				goto done;
+			}
+			memcpy(buf, p, ll);
+			memcpy(buf + ll, "\r\n", 2);
+			if (dlist_parse_buf(buf, ll + 2, 0, &m.loc, err,
+			    sizeof(err)) == -1) {
+				warnx_("APPLY MESSAGE: bad source: %s", err);
+				sd->fatal = EXIT_PROTOCOL;
+				rc = -1;
+				goto done;
+			}
+			p += ll;
+		}
+		if (gs_has(&sd->reserved, m.guid) &&
+		    !gs_has(&sd->missing, m.guid)) {
+			dlist_free(m.loc);
 			continue;	/* the replica has it */
-		if (body_path(sd, part, guid, path, sizeof(path)) == -1) {
+		}
+		/* Sent once, however many mailboxes list it. */
+		if (!gs_has(&sd->reserved, m.guid))
+			gs_add(&sd->reserved, m.guid);
+		gs_del(&sd->missing, m.guid);
+		if ((nr = reallocarray(refs, nrefs + 1, sizeof(*nr))) == NULL) {
+			dlist_free(m.loc);
+			sd->fatal = EXIT_IOERR;
+			rc = -1;
+			goto done;
+		}
+		refs = nr;
+		refs[nrefs++] = m;
+	}
+	if (sd->srcopts.target != NULL || sd->srcopts.command != NULL) {
+		/* Every body comes from the source, in one pipelined run. */
+		struct msgref *f = calloc(nrefs ? nrefs : 1, sizeof(*f));
+
+		if (f == NULL) {
+			sd->fatal = EXIT_IOERR;
+			rc = -1;
+			goto done;
+		}
+		for (i = 0; i < nrefs; i++)
+			if (refs[i].loc != NULL)
+				f[nfetch++] = refs[i];
+			else {
+				printf("NO APPLY MESSAGE %s: the plan does not "
+				    "say where the source keeps it\n",
+				    refs[i].guid);
+				sd->failed++;
+				sd->batch_failed = 1;
+			}
+		if (nfetch > 0)
+			fetch_bodies(sd, f, nfetch);
+		for (i = 0; i < nfetch; i++) {
+			if (f[i].path == NULL)
+				continue;
+			dlist_setfile(list, NULL, f[i].part, f[i].guid,
+			    f[i].size, f[i].path);
+			sd->bodies++;
+			sd->bytes += f[i].size;
+		}
+		if (!sd->fatal && list->nchild > 0)
+			rc = send_cmd(sd, "APPLY", list);
+		/* The bytes are in the connection's buffer or sent. */
+		for (i = 0; i < nfetch; i++)
+			if (f[i].path != NULL) {
+				unlink(f[i].path);
+				free(f[i].path);
+			}
+		free(f);
+		goto done;
+	}
+	for (i = 0; i < nrefs; i++) {
+		if (body_path(sd, refs[i].part, refs[i].guid, path,
+		    sizeof(path)) == -1) {
 			printf("NO APPLY MESSAGE %s: body not in the local "
-			    "store\n", guid);
+			    "store\n", refs[i].guid);
 			sd->failed++;
 			sd->batch_failed = 1;
 			continue;
 		}
-		dlist_setfile(list, NULL, part, guid, size, path);
+		dlist_setfile(list, NULL, refs[i].part, refs[i].guid,
+		    refs[i].size, path);
 		sd->bodies++;
-		sd->bytes += size;
+		sd->bytes += refs[i].size;
 	}
 	if (list->nchild > 0)
 		rc = send_cmd(sd, "APPLY", list);
 done:
+	for (i = 0; i < nrefs; i++)
+		dlist_free(refs[i].loc);
+	free(refs);
 	dlist_free(list);
 	return rc;
 }
@@ -381,13 +813,11 @@ ctl_arg(const char **pp, char *buf, size_t size)
 	return 0;
 }
 
-/* synclog-tail, next to this program (installed or in the build tree)
- * or on PATH. */
+/* A sibling tool (synclog-tail, sync-plan): next to this program
+ * (installed or in the build tree), or on PATH. */
 static void
-find_tail(char *buf, size_t size)
+find_tool(const char *tool, char *buf, size_t size)
 {
-	static const char *rel[] = { "synclog-tail", "../synclog-tail/synclog-tail",
-	    "../bin/synclog-tail", NULL };
 	char self[PATH_MAX], *dir;
 	ssize_t n;
 	int i;
@@ -396,13 +826,136 @@ find_tail(char *buf, size_t size)
 	if (n > 0) {
 		self[n] = '\0';
 		dir = dirname(self);
-		for (i = 0; rel[i] != NULL; i++) {
-			snprintf(buf, size, "%s/%s", dir, rel[i]);
+		for (i = 0; i < 3; i++) {
+			if (i == 0)
+				snprintf(buf, size, "%s/%s", dir, tool);
+			else if (i == 1)
+				snprintf(buf, size, "%s/../%s/%s", dir, tool,
+				    tool);
+			else
+				snprintf(buf, size, "%s/../bin/%s", dir, tool);
 			if (access(buf, X_OK) == 0)
 				return;
 		}
 	}
-	strlcpy(buf, "synclog-tail", size);
+	strlcpy(buf, tool, size);
+}
+
+/*
+ * Re-plan what the replica refused as stale and apply the new plan on
+ * this connection: sync-plan reads the replica's state afresh.  Each
+ * user (or shared mailbox) gets at most REPLAN_MAX new plans; one still
+ * refused after that is a failure of the batch.
+ */
+static void
+recover(struct sender *sd)
+{
+	char tool[PATH_MAX], what[DESC_MAX];
+	const char *argv[20];
+	int attempt, argc, pfd[2], status;
+	char **todo;
+	size_t ntodo, t;
+	struct prot *in;
+	pid_t pid;
+
+	if (sd->depth > 0 || sd->nstale == 0)
+		return;
+	/* A re-plan's own stale refusals land in sd->stale. */
+	todo = sd->stale;
+	ntodo = sd->nstale;
+	sd->stale = NULL;
+	sd->nstale = 0;
+	for (t = 0; t < ntodo && !sd->fatal; t++) {
+		strlcpy(what, todo[t], sizeof(what));
+		for (attempt = 1; attempt <= REPLAN_MAX; attempt++) {
+			unsigned long failed = sd->failed;
+
+			find_tool("sync-plan", tool, sizeof(tool));
+			argc = 0;
+			argv[argc++] = tool;
+			argv[argc++] = "-C";
+			argv[argc++] = sd->o->conf_path;
+			if (sd->o->channel != NULL) {
+				argv[argc++] = "-n";
+				argv[argc++] = sd->o->channel;
+			}
+			if (sd->o->target != NULL) {
+				argv[argc++] = "-S";
+				argv[argc++] = sd->o->target;
+			} else if (sd->o->command != NULL) {
+				argv[argc++] = "-e";
+				argv[argc++] = sd->o->command;
+			}
+			if (sd->o->source != NULL) {
+				argv[argc++] = "-M";
+				argv[argc++] = sd->o->source;
+			} else if (sd->o->source_command != NULL) {
+				argv[argc++] = "--source-command";
+				argv[argc++] = sd->o->source_command;
+			}
+			argv[argc++] = what;
+			argv[argc] = NULL;
+			printf("%%replan %s %s (attempt %d of %d)\n",
+			    what[1] == 'u' ? "user" : "mailbox", what + 2,
+			    attempt, REPLAN_MAX);
+			fflush(stdout);
+			sd->replans++;
+			if (pipe(pfd) == -1) {
+				sd->fatal = EXIT_IOERR;
+				break;
+			}
+			pid = fork();
+			if (pid == 0) {
+				close(pfd[0]);
+				if (dup2(pfd[1], 1) == -1)
+					_exit(127);
+				close(pfd[1]);
+				execvp(tool, (char **)argv);
+				_exit(127);
+			}
+			close(pfd[1]);
+			if (pid == -1) {
+				close(pfd[0]);
+				sd->fatal = EXIT_IOERR;
+				break;
+			}
+			in = prot_new(pfd[0], -1);
+			sd->depth = 1;
+			apply_plan(sd, in);
+			sd->depth = 0;
+			prot_free(in);
+			close(pfd[0]);
+			status = 0;
+			if (waitpid(pid, &status, 0) == -1 ||
+			    !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+				warnx_("re-plan of %s failed (sync-plan exit "
+				    "%d)", what + 2, WIFEXITED(status) ?
+				    WEXITSTATUS(status) : -1);
+				if (sd->failed == failed) {
+					sd->failed++;
+					sd->batch_failed = 1;
+				}
+				break;
+			}
+			if (sd->nstale == 0)
+				break;	/* applied without a stale refusal */
+			/* Refused again: drop the new entry, try again. */
+			while (sd->nstale > 0)
+				free(sd->stale[--sd->nstale]);
+			if (attempt == REPLAN_MAX) {
+				printf("NO re-plan %s: still refused after %d "
+				    "attempts\n", what + 2, REPLAN_MAX);
+				sd->failed++;
+				sd->batch_failed = 1;
+			}
+		}
+		fflush(stdout);
+	}
+	for (t = 0; t < ntodo; t++)
+		free(todo[t]);
+	free(todo);
+	while (sd->nstale > 0)
+		free(sd->stale[--sd->nstale]);
 }
 
 /*
@@ -421,9 +974,10 @@ do_commit(struct sender *sd, const char *args)
 
 	if (drain(sd) == -1)
 		return;
+	recover(sd);
 	if (ctl_arg(&args, path, sizeof(path)) == -1) {
 		warnx_("bad %%commit line in the plan");
-		sd->fatal = EX_DATAERR;
+		sd->fatal = EXIT_PROTOCOL;
 		return;
 	}
 	if (ctl_arg(&args, id, sizeof(id)) == -1)
@@ -433,7 +987,7 @@ do_commit(struct sender *sd, const char *args)
 		fflush(stdout);
 		return;
 	}
-	find_tail(tail, sizeof(tail));
+	find_tool("synclog-tail", tail, sizeof(tail));
 	argv[argc++] = tail;
 	argv[argc++] = "-C";
 	argv[argc++] = sd->o->conf_path;
@@ -483,14 +1037,16 @@ apply_plan(struct sender *sd, struct prot *in)
 			    atoi(line + 15) != PLAN_VERSION) {
 				warnx_("plan version %s not supported",
 				    line + 15);
-				sd->fatal = EX_DATAERR;
+				sd->fatal = EXIT_PROTOCOL;
 			} else if (strncmp(line, "%commit ", 8) == 0)
 				do_commit(sd, line + 8);
 			else if (strncmp(line, "%end", 4) == 0) {
-				drain(sd);
+				if (drain(sd) == 0)
+					recover(sd);
 				sd->reserved.n = 0;
 				sd->missing.n = 0;
-				sd->batch_failed = 0;
+				if (sd->depth == 0)
+					sd->batch_failed = 0;
 			}
 			continue;
 		}
@@ -504,7 +1060,7 @@ apply_plan(struct sender *sd, struct prot *in)
 		word[n] = '\0';
 		if (c != ' ') {
 			warnx_("bad plan line starting '%s'", word);
-			sd->fatal = EX_DATAERR;
+			sd->fatal = EXIT_PROTOCOL;
 			break;
 		}
 		/* The sub-command name, then its value. */
@@ -517,14 +1073,14 @@ apply_plan(struct sender *sd, struct prot *in)
 		key[n] = '\0';
 		if (c != ' ') {
 			warnx_("bad plan line '%s %s'", word, key);
-			sd->fatal = EX_DATAERR;
+			sd->fatal = EXIT_PROTOCOL;
 			break;
 		}
 		if (strcmp(word, "APPLY") == 0 && strcmp(key, "MESSAGE") == 0) {
 			/* Bodies by reference: %{part guid size} headers. */
 			if (prot_readline(in, line, sizeof(line)) < 0) {
 				warnx_("plan: APPLY MESSAGE line too long");
-				sd->fatal = EX_DATAERR;
+				sd->fatal = EXIT_PROTOCOL;
 				break;
 			}
 			do_message(sd, line);
@@ -535,7 +1091,7 @@ apply_plan(struct sender *sd, struct prot *in)
 			warnx_("plan: cannot parse %s %s: %s", word, key, err);
 			if (d != NULL)
 				dlist_free(d);
-			sd->fatal = EX_DATAERR;
+			sd->fatal = EXIT_PROTOCOL;
 			break;
 		}
 		free(d->key);
@@ -547,8 +1103,8 @@ apply_plan(struct sender *sd, struct prot *in)
 			send_cmd(sd, word, d);
 		dlist_free(d);
 	}
-	if (!sd->fatal)
-		drain(sd);
+	if (!sd->fatal && drain(sd) == 0)
+		recover(sd);
 }
 
 static void
@@ -579,15 +1135,23 @@ main(int argc, char **argv)
 	enum csync_err cls;
 	int ch, fd = 0;
 	size_t i;
+	static char sbuf[512];
+	static const struct option lopts[] = {
+		{ "source-command", required_argument, NULL, 1 },
+		{ NULL, 0, NULL, 0 }
+	};
 
 	memset(&o, 0, sizeof(o));
 	o.conf_path = getenv("SYNCPIPE_CONF") ? getenv("SYNCPIPE_CONF") :
 	    CONF_DEFAULT_PATH;
 	o.timeout = 1800;
-	while ((ch = getopt(argc, argv, "C:e:f:n:S:t:vz")) != -1) {
+	while ((ch = getopt_long(argc, argv, "C:e:f:M:n:S:t:vz", lopts,
+	    NULL)) != -1) {
 		switch (ch) {
 		case 'C': o.conf_path = optarg; break;
 		case 'e': o.command = optarg; break;
+		case 'M': o.source = optarg; break;
+		case 1: o.source_command = optarg; break;
 		case 'f': o.planfile = optarg; break;
 		case 'n': o.channel = optarg; break;
 		case 'S': o.target = optarg; break;
@@ -597,7 +1161,8 @@ main(int argc, char **argv)
 		default: usage();
 		}
 	}
-	if (optind != argc || (o.target && o.command) || o.timeout < 0)
+	if (optind != argc || (o.target && o.command) || o.timeout < 0 ||
+	    (o.source && o.source_command))
 		usage();
 
 	memset(&sd, 0, sizeof(sd));
@@ -608,8 +1173,15 @@ main(int argc, char **argv)
 		return EXIT_CONFIG;
 	}
 	conf_foreach(sd.conf, add_partition, &sd);
-	sd.store = store_open(sd.conf, err, sizeof(err));
-	if (sd.store == NULL) {
+	csync_source_opts_from_conf(&sd.srcopts, sd.conf, o.channel, o.source,
+	    sbuf, sizeof(sbuf));
+	if (o.source_command != NULL)
+		sd.srcopts.target = NULL;
+	sd.srcopts.command = o.source_command;
+	sd.srcopts.timeout = o.timeout;
+	/* With a source, bodies come from it: the store is not opened. */
+	if (sd.srcopts.target == NULL && sd.srcopts.command == NULL &&
+	    (sd.store = store_open(sd.conf, err, sizeof(err))) == NULL) {
 		warnx_("%s", err);
 		return EXIT_CONFIG;
 	}
@@ -635,18 +1207,25 @@ main(int argc, char **argv)
 	sd.cs = csync_open(&co, err, sizeof(err), &cls);
 	if (sd.cs == NULL) {
 		warnx_("%s", err);
-		return cls == CSYNC_AUTH ? EXIT_CONFIG : cls == CSYNC_PROTOCOL ?
-		    EXIT_PROTOCOL : EXIT_UNREACHABLE;
+		return exit_for(cls);
 	}
 	in = prot_new(fd, -1);
+	sd.progress = isatty(2) && o.verbose < 2;
+	clock_gettime(CLOCK_MONOTONIC, &sd.start);
 	apply_plan(&sd, in);
+	progress(&sd, 1);
 	prot_free(in);
 	csync_close(sd.cs);
+	if (sd.src != NULL)
+		csync_close(sd.src);
+	if (sd.spooldir[0] != '\0' && rmdir(sd.spooldir) == -1)
+		warnx_("%s: %s", sd.spooldir, strerror(errno));
 	if (o.verbose)
 		fprintf(stderr, "sync-send: %lu applied, %lu failed, %lu bodies "
-		    "(%" PRIu64 " bytes)\n", sd.ok, sd.failed, sd.bodies,
-		    sd.bytes);
-	store_close(sd.store);
+		    "(%" PRIu64 " bytes), %lu re-plans\n", sd.ok, sd.failed,
+		    sd.bodies, sd.bytes, sd.replans);
+	if (sd.store != NULL)
+		store_close(sd.store);
 	conf_free(sd.conf);
 	for (i = 0; i < sd.nparts; i++)
 		free(sd.parts[i]);

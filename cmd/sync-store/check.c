@@ -42,6 +42,7 @@ struct verify {
 	struct need	*needs;
 	size_t		 nneeds;
 	const struct store_mailbox *mb;
+	const char	*user;		/* of the scripts being verified */
 	int		 oom;
 };
 
@@ -215,28 +216,37 @@ static const char *orphan_sql =
 	" FROM mailboxes WHERE quotaroot IS NOT NULL AND"
 	" quotaroot NOT IN (SELECT root FROM quotas)";
 
+/* A script's content must hash to the GUID stored with it. */
 static int
-sieve_user_row(sqlite3_stmt *st, void *arg)
+verify_sieve(const struct store_sieve *sv, void *arg)
 {
 	struct verify *v = arg;
-	const unsigned char *u = sqlite3_column_text(st, 0);
-	const unsigned char *n = sqlite3_column_text(st, 1);
-	const unsigned char *g = sqlite3_column_text(st, 2);
+	const char *u = v->user;
 	char *content = NULL, hex[41];
 	size_t len = 0;
 
-	if (u == NULL || n == NULL || g == NULL)
-		return 0;
-	if (store_sieve_get(v->ss->store, (const char *)u, (const char *)n,
-	    &content, &len) != 0) {
-		fault(v, "sieve %s/%s: %s", u, n, store_error(v->ss->store));
+	if (store_sieve_get(v->ss->store, u, sv->name, &content,
+	    &len) != 0) {
+		fault(v, "sieve %s/%s: %s", u, sv->name,
+		    store_error(v->ss->store));
 		return 0;
 	}
 	ss_sha1_hex(content, len, hex);
-	if (strcasecmp(hex, (const char *)g) != 0)
-		fault(v, "sieve %s/%s: GUID %s, content hashes to %s", u, n,
-		    g, hex);
+	if (strcasecmp(hex, sv->guid) != 0)
+		fault(v, "sieve %s/%s: GUID %s, content hashes to %s", u,
+		    sv->name, sv->guid, hex);
 	free(content);
+	return 0;
+}
+
+static int
+verify_user(const char *user, void *arg)
+{
+	struct verify *v = arg;
+
+	v->user = user;
+	if (store_sieve_foreach(v->ss->store, user, verify_sieve, v) != 0)
+		fault(v, "sieve of %s: %s", user, store_error(v->ss->store));
 	return 0;
 }
 
@@ -333,9 +343,12 @@ verb_verify(struct ss *ss)
 		store_rollback(ss->store);
 		goto out;
 	}
-	if ((rc = ss_sql_each(ss, orphan_sql, orphan_row, &v)) != SS_OK ||
-	    (rc = ss_sql_each(ss, "SELECT userid, name, guid FROM sieve"
-	    " ORDER BY userid, name", sieve_user_row, &v)) != SS_OK) {
+	if ((rc = ss_sql_each(ss, orphan_sql, orphan_row, &v)) != SS_OK) {
+		store_rollback(ss->store);
+		goto out;
+	}
+	if (store_user_foreach(ss->store, verify_user, &v) != 0) {
+		rc = ss_storefail(ss, "users");
 		store_rollback(ss->store);
 		goto out;
 	}
@@ -432,8 +445,9 @@ gc_walk(const char *name, const char *dir, void *arg)
 					continue;
 				}
 				if (ss_pathf(key, sizeof(key), "%s/%s", name,
-				    e3->d_name) == -1 || ss_pathf(full,
-				    sizeof(full), "%s/%s", p3, e3->d_name) == -1)
+				    e3->d_name) == -1 ||
+				    ss_pathf(full, sizeof(full), "%s/%s", p3,
+				    e3->d_name) == -1)
 					continue;
 				gc_add(&g->cand, &g->ncand, key, full,
 				    &g->oom);

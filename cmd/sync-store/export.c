@@ -109,9 +109,11 @@ copy_fd(int in, int out)
 				continue;
 			return -1;
 		}
-		for (off = 0; off < n; off += w)
-			if ((w = write(out, buf + off, (size_t)(n - off))) == -1)
+		for (off = 0; off < n; off += w) {
+			w = write(out, buf + off, (size_t)(n - off));
+			if (w == -1)
 				return -1;
+		}
 	}
 	return 0;
 }

@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
 
 #include "names.h"
 #include "store.h"
@@ -365,33 +364,15 @@ dump_quota(struct ss *ss, const char *root)
 }
 
 static int
-sql_name_row(sqlite3_stmt *st, void *arg)
+root_cb(const struct store_quota *q, void *arg)
 {
-	const unsigned char *t = sqlite3_column_text(st, 0);
-
-	return t != NULL && strv_add(arg, (const char *)t) == -1;
-}
-
-/*
- * Names the store API cannot enumerate: users known only by their seen
- * state, subscriptions or scripts, and quota roots.
- */
-static int
-sql_names(struct ss *ss, const char *sql, struct strv *out)
-{
-	return ss_sql_each(ss, sql, sql_name_row, out);
+	return strv_add(arg, q->root) == -1;
 }
 
 static int
-owner_cb(const struct store_mailbox *mb, void *arg)
+user_cb(const char *user, void *arg)
 {
-	char *u = mboxname_to_userid(mb->name);
-	int r = 0;
-
-	if (u != NULL)
-		r = strv_add(arg, u) == -1;
-	free(u);
-	return r;
+	return strv_add(arg, user) == -1;
 }
 
 int
@@ -414,8 +395,10 @@ verb_dump(struct ss *ss)
 	/* One write transaction: a snapshot no writer changes under us. */
 	if (store_begin(ss->store) != 0)
 		return ss_storefail(ss, "begin");
-	if ((rc = sql_names(ss, "SELECT root FROM quotas", &roots)) != SS_OK)
+	if (store_quota_foreach(ss->store, root_cb, &roots) != 0) {
+		rc = roots.oom ? SS_FAIL : ss_storefail(ss, "quota roots");
 		goto out;
+	}
 	if (user != NULL) {
 		if ((inbox = mboxname_user_inbox(user)) == NULL) {
 			rc = SS_FAIL;
@@ -425,15 +408,10 @@ verb_dump(struct ss *ss)
 		strv_add(&users, user);
 		rc = store_mailbox_foreach_user(ss->store, user, name_cb, &mbs);
 	} else {
-		rc = sql_names(ss, "SELECT userid FROM seen UNION "
-		    "SELECT userid FROM subs UNION SELECT userid FROM sieve",
-		    &users);
-		if (rc != SS_OK)
-			goto out;
-		rc = store_mailbox_foreach(ss->store, NULL, name_cb, &mbs);
+		rc = store_user_foreach(ss->store, user_cb, &users);
 		if (rc == 0)
-			rc = store_mailbox_foreach(ss->store, NULL, owner_cb,
-			    &users);
+			rc = store_mailbox_foreach(ss->store, NULL, name_cb,
+			    &mbs);
 	}
 	if (rc != 0 || mbs.oom || users.oom) {
 		rc = mbs.oom || users.oom ? SS_FAIL : ss_storefail(ss, "dump");

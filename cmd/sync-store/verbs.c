@@ -172,6 +172,7 @@ parse_flags(struct ss *ss, char **args, int n, struct flagset *fs)
 		{ "\\Answered", SF_ANSWERED }, { "\\Deleted", SF_DELETED },
 		{ "\\Draft", SF_DRAFT },
 	};
+#define NSYS	(sizeof(sys) / sizeof(sys[0]))
 	char *copy, *p, *tok;
 	size_t i;
 	int a;
@@ -184,10 +185,10 @@ parse_flags(struct ss *ss, char **args, int n, struct flagset *fs)
 			if (*tok == '\0')
 				continue;
 			if (*tok == '\\') {
-				for (i = 0; i < sizeof(sys) / sizeof(sys[0]); i++)
+				for (i = 0; i < NSYS; i++)
 					if (strcasecmp(tok, sys[i].name) == 0)
 						break;
-				if (i == sizeof(sys) / sizeof(sys[0])) {
+				if (i == NSYS) {
 					ss_err(ss, tok, "not a settable flag");
 					free(copy);
 					return SS_USAGE;
@@ -412,6 +413,13 @@ verb_create(struct ss *ss)
 	return ss_commit(ss, name);
 }
 
+/* What deliver's options ask for. */
+struct delivery {
+	unsigned	 sf;
+	char		*keywords;
+	int64_t		 idate;		/* -1: now */
+};
+
 /*
  * One delivery attempt.  The body was written before the transaction;
  * it is checked again inside it because gc may have removed an old copy
@@ -419,15 +427,14 @@ verb_create(struct ss *ss)
  */
 static int
 deliver_once(struct ss *ss, const char *name, const char *part,
-    const char *guid, size_t len, int64_t idate, uint32_t *uidp, int *retry)
+    const char *guid, size_t len, const struct delivery *dv, uint32_t *uidp,
+    int *retry)
 {
 	struct store_mailbox mb;
 	struct store_record rec;
-	struct flagset fs;
 	uint64_t ms;
 	time_t now = time(NULL);
-	char *kw = NULL;
-	int r, rc;
+	int r = 0, rc;
 
 	*retry = 0;
 	if ((rc = ss_begin(ss)) != SS_OK)
@@ -451,26 +458,19 @@ deliver_once(struct ss *ss, const char *name, const char *part,
 		rc = SS_FAIL;
 		goto fail;
 	}
-	if ((rc = parse_flags(ss, ss->flags != NULL ? (char **)&ss->flags :
-	    NULL, ss->flags != NULL, &fs)) != SS_OK)
+	if ((rc = mailbox_modseq(ss, &mb, &ms)) != SS_OK)
 		goto fail;
-	kw = keywords_apply(NULL, &fs, FLAG_ADD);
-	if ((rc = mailbox_modseq(ss, &mb, &ms)) != SS_OK) {
-		flagset_free(&fs);
-		goto fail;
-	}
 	memset(&rec, 0, sizeof(rec));
 	rec.uid = mb.last_uid + 1;
 	rec.modseq = ms;
 	rec.last_updated = now;
-	rec.internaldate = idate != -1 ? idate : now;
+	rec.internaldate = dv->idate != -1 ? dv->idate : now;
 	rec.size = (uint32_t)len;
 	strlcpy(rec.guid, guid, sizeof(rec.guid));
-	rec.sysflags = fs.sf;
-	rec.keywords = kw;
+	rec.sysflags = dv->sf;
+	rec.keywords = dv->keywords;
 	rec.savedate = now;
 	rec.createdmodseq = ms;
-	flagset_free(&fs);
 	if (store_record_put(ss->store, mb.id, &rec) != 0) {
 		rc = ss_storefail(ss, name);
 		goto fail;
@@ -482,12 +482,10 @@ deliver_once(struct ss *ss, const char *name, const char *part,
 		rc = ss_storefail(ss, name);
 		goto fail;
 	}
-	free(kw);
 	store_mailbox_clear(&mb);
 	*uidp = rec.uid;
 	return ss_commit(ss, name);
 fail:
-	free(kw);
 	store_mailbox_clear(&mb);
 	ss_rollback(ss);
 	return rc;
@@ -499,24 +497,30 @@ verb_deliver(struct ss *ss)
 	struct store_mailbox mb;
 	struct flagset fs;
 	const char *name = ss->args[0];
+	struct delivery dv;
 	char guid[41], *part = NULL, *buf = NULL;
 	size_t len;
-	int64_t idate = -1;
 	uint32_t uid = 0;
-	int rc, retry, attempt;
+	int rc, retry = 0, attempt;
 
-	if (ss->flags != NULL) {
-		if ((rc = parse_flags(ss, (char **)&ss->flags, 1, &fs)) != SS_OK)
-			return rc;
-		flagset_free(&fs);
-	}
-	if (ss->date != NULL && (ss_parse_i64(ss->date, &idate) == -1 ||
-	    idate < 0)) {
+	memset(&dv, 0, sizeof(dv));
+	dv.idate = -1;
+	if (ss->date != NULL && (ss_parse_i64(ss->date, &dv.idate) == -1 ||
+	    dv.idate < 0)) {
 		ss_err(ss, ss->date, "not a date in seconds since the epoch");
 		return SS_USAGE;
 	}
+	rc = parse_flags(ss, (char **)&ss->flags, ss->flags != NULL, &fs);
+	if (rc != SS_OK)
+		return rc;
+	dv.sf = fs.sf;
+	dv.keywords = keywords_apply(NULL, &fs, FLAG_ADD);
+	flagset_free(&fs);
+	if (dv.keywords == NULL)
+		return SS_FAIL;
 	if (ss_read_fd(STDIN_FILENO, UINT32_MAX, &buf, &len) == -1) {
 		ss_err(ss, "stdin", "%s", strerror(errno));
+		free(dv.keywords);
 		return SS_FAIL;
 	}
 	for (attempt = 0; attempt < 3; attempt++) {
@@ -534,7 +538,7 @@ verb_deliver(struct ss *ss)
 			rc = ss_storefail(ss, "body");
 			break;
 		}
-		rc = deliver_once(ss, name, part, guid, len, idate, &uid,
+		rc = deliver_once(ss, name, part, guid, len, &dv, &uid,
 		    &retry);
 		if (!retry)
 			break;
@@ -545,6 +549,7 @@ verb_deliver(struct ss *ss)
 		printf("%u\n", uid);
 	free(part);
 	free(buf);
+	free(dv.keywords);
 	return rc;
 }
 
@@ -737,94 +742,6 @@ namelist_free(struct namelist *nl)
 	memset(nl, 0, sizeof(*nl));
 }
 
-struct bodycopy {
-	struct ss		*ss;
-	struct store_ingest	*ig;
-	const char		*from, *to;
-	int			 rc;
-};
-
-/* Stream one body file into the ingest batch. */
-static int
-copy_body(struct bodycopy *bc, const char *guid, uint32_t size)
-{
-	char path[4096], buf[65536];
-	void *h;
-	ssize_t n;
-	int fd, ok = 1;
-
-	if (store_body_path(bc->ss->store, bc->from, guid, path,
-	    sizeof(path)) != 0)
-		return -1;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		ss_err(bc->ss, path, "%s", strerror(errno));
-		return -1;
-	}
-	if ((h = store_ingest_open(bc->ig, bc->to, guid, size)) == NULL) {
-		close(fd);
-		return -1;
-	}
-	while (ok && (n = read(fd, buf, sizeof(buf))) != 0) {
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			ok = 0;
-		} else if (store_ingest_write(bc->ig, h, buf, (size_t)n) != 0)
-			ok = 0;
-	}
-	close(fd);
-	if (store_ingest_close(bc->ig, h, ok) != 0 || !ok)
-		return -1;
-	return 0;
-}
-
-static int
-move_record_body(const struct store_record *r, void *arg)
-{
-	struct bodycopy *bc = arg;
-	int e;
-
-	if ((r->sysflags & SF_EXPUNGED) != 0 ||
-	    store_ingest_has(bc->ig, bc->to, r->guid))
-		return 0;
-	if ((e = store_body_exists(bc->ss->store, bc->to, r->guid)) == 1)
-		return 0;
-	if (e == -1 || copy_body(bc, r->guid, r->size) == -1) {
-		bc->rc = ss_storefail(bc->ss, r->guid);
-		return 1;
-	}
-	return 0;
-}
-
-/*
- * A mailbox moving to another partition needs its bodies there first:
- * the store refuses records whose body is not in their partition.
- */
-static int
-move_bodies(struct ss *ss, const struct store_mailbox *mb, const char *to)
-{
-	struct bodycopy bc;
-
-	if (mb->partition == NULL || strcmp(mb->partition, to) == 0)
-		return SS_OK;
-	memset(&bc, 0, sizeof(bc));
-	bc.ss = ss;
-	bc.from = mb->partition;
-	bc.to = to;
-	bc.rc = SS_OK;
-	if ((bc.ig = store_ingest_begin(ss->store)) == NULL)
-		return ss_storefail(ss, mb->name);
-	if (store_record_foreach(ss->store, mb->id, 0, move_record_body,
-	    &bc) != 0 && bc.rc == SS_OK)
-		bc.rc = ss_storefail(ss, mb->name);
-	if (bc.rc == SS_OK && store_ingest_commit(bc.ig) != 0)
-		bc.rc = ss_storefail(ss, mb->name);
-	if (bc.rc != SS_OK)
-		store_ingest_abort(bc.ig);
-	store_ingest_free(bc.ig);
-	return bc.rc;
-}
-
 /*
  * Rename one mailbox and record the change as Cyrus does: a new modseq
  * (of the new owner) in highestmodseq and foldermodseq, and the quota
@@ -840,11 +757,7 @@ rename_one(struct ss *ss, const char *from, const char *to)
 
 	if ((rc = get_mailbox(ss, from, &mb)) != SS_OK)
 		return rc;
-	if (ss->partition != NULL &&
-	    (rc = move_bodies(ss, &mb, ss->partition)) != SS_OK) {
-		store_mailbox_clear(&mb);
-		return rc;
-	}
+	/* A new partition: the store moves the bodies along. */
 	if (store_mailbox_rename(ss->store, mb.id, to, ss->partition) != 0) {
 		store_mailbox_clear(&mb);
 		return ss_storefail(ss, from);
@@ -1135,15 +1048,11 @@ verb_quota(struct ss *ss)
 	if ((rc = ss_begin(ss)) != SS_OK)
 		return rc;
 	if (del) {
-		r = store_quota_get(ss->store, root, &q);
+		r = store_quota_delete(ss->store, root);
 		if (r == STORE_NOTFOUND) {
 			ss_err(ss, root, "no such quota root");
 			ss_rollback(ss);
 			return SS_FAIL;
-		}
-		if (r == 0) {
-			store_quota_clear(&q);
-			r = store_quota_delete(ss->store, root);
 		}
 	} else {
 		if ((owner = owner_of(root)) == NULL) {
@@ -1263,7 +1172,8 @@ verb_sieve(struct ss *ss)
 		return rc;
 	}
 	if (strcmp(op, "put") == 0)
-		r = store_sieve_put(ss->store, user, name, buf, len, time(NULL));
+		r = store_sieve_put(ss->store, user, name, buf, len,
+		    time(NULL));
 	else if (strcmp(op, "activate") == 0)
 		r = store_sieve_activate(ss->store, user, name);
 	else if (strcmp(op, "deactivate") == 0)

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <strings.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 
 #include "conf.h"
@@ -30,7 +32,7 @@
 #define VANNOT_CREATEDMODSEQ	"/vendor/cmu/cyrus-imapd/createdmodseq"
 
 #define QUOTA_WIRE_UNLIMITED	4294967295u
-#define MAX_USER_FLAGS		128	/* keywords a record may carry */
+#define MAX_USER_FLAGS		128	/* keywords on one record */
 #define MAX_KEYWORD		256
 #define MAX_ENTRY		1024	/* annotation entry name */
 #define MAX_UNIQUEID		128
@@ -129,7 +131,7 @@ apply_mbtype(const char *in, char *out, size_t size)
 		}
 		if (in[i] == 'l')
 			continue;
-		if ((p = strchr(flagset, in[i])) == NULL || in[i] == '\0')
+		if ((p = strchr(flagset, in[i])) == NULL)
 			return -1;
 		flags[p - flagset] = 1;
 		any = 1;
@@ -246,7 +248,8 @@ apply_parse_annots(const struct dlist *list, struct store_annot **out,
 			continue;
 		}
 		if (rec != NULL && strcmp(entry, VANNOT_CREATEDMODSEQ) == 0) {
-			if (dlist_getnum64(it, "VALUE", &rec->createdmodseq) == -1)
+			if (dlist_getnum64(it, "VALUE",
+			    &rec->createdmodseq) == -1)
 				goto bad;
 			continue;
 		}
@@ -342,7 +345,8 @@ apply_parse_flags(const struct dlist *list, struct store_record *r)
 		}
 		if (!apply_keyword_valid(it->s, it->len))
 			goto bad;
-		/* Keywords match case-insensitively; keep the first spelling. */
+		/* Keywords match case-insensitively; the first spelling
+		 * stays. */
 		if (kw != NULL) {
 			const char *p = kw;
 			int dup = 0;
@@ -873,17 +877,21 @@ apply_mailbox(struct sv *sv, const struct dlist *kl, int *keep)
 	nw.options = options;
 	nw.last_uid = last_uid;
 	if (nrecs > 0 && recs[nrecs - 1].r.uid > nw.last_uid)
-		nw.last_uid = recs[nrecs - 1].r.uid;	/* force mode only */
+		nw.last_uid = recs[nrecs - 1].r.uid;  /* only in force mode */
 	nw.recentuid = recentuid;
 	nw.highestmodseq = hms;
 	nw.recenttime = recenttime;
 	nw.last_appenddate = last_appenddate;
 	nw.pop3_last_login = pop3_last_login;
 	nw.pop3_show_after = pop3_show_after;
-	nw.createdmodseq = createdmodseq;
 	nw.uidvalidity = uidvalidity;
-	nw.xconvmodseq = xconvmodseq;
-	nw.raclmodseq = raclmodseq;
+	/* Optional modseqs: an absent (zero) one keeps what we have. */
+	if (createdmodseq != 0)
+		nw.createdmodseq = createdmodseq;
+	if (xconvmodseq != 0)
+		nw.xconvmodseq = xconvmodseq;
+	if (raclmodseq != 0)
+		nw.raclmodseq = raclmodseq;
 	nw.foldermodseq = foldermodseq != 0 ? foldermodseq : hms;
 	if (apply_mailbox_write(sv, &nw) == -1 ||
 	    apply_bump_modseq(sv, name, hms) == -1) {
@@ -1131,6 +1139,7 @@ apply_rename(struct sv *sv, const struct dlist *kl)
 				goto out;
 		}
 	}
+	/* A move to another partition takes the bodies along. */
 	if (store_mailbox_rename(sv->store, mb.id, newname,
 	    mb.partition != NULL && strcmp(mb.partition, part) == 0 ?
 	    NULL : part) != 0) {
@@ -1492,11 +1501,24 @@ apply_capabilities(struct sv *sv, const struct dlist *arg)
 			}
 		}
 	}
-	if (prot_puts(sv->p, "* ") == -1 || dlist_print(en, 1, sv->p, 0) == -1 ||
+	if (prot_puts(sv->p, "* ") == -1 ||
+	    dlist_print(en, 1, sv->p, 0) == -1 ||
 	    prot_puts(sv->p, "\r\n") == -1)
 		r = -1;
 	dlist_free(en);
 	return r == -1 ? SV_UNKNOWN : SV_OK;
+}
+
+/*
+ * File literals inside a command other than MESSAGE (a RESTORE carrying
+ * its bodies) are made durable before the records that use them.
+ */
+static int
+apply_commit_files(struct sv *sv)
+{
+	if (sv->ingest == NULL)
+		return 0;
+	return store_ingest_commit(sv->ingest);
 }
 
 /* Run one changing handler in a transaction. */
@@ -1562,7 +1584,8 @@ sv_apply(struct sv *sv, struct dlist *arg)
 	size_t i;
 
 	if (strncmp(cmd, "LOCAL_", 6) == 0 &&
-	    (strcmp(cmd + 6, "MAILBOX") == 0 || strcmp(cmd + 6, "RENAME") == 0 ||
+	    (strcmp(cmd + 6, "MAILBOX") == 0 ||
+	    strcmp(cmd + 6, "RENAME") == 0 ||
 	    strcmp(cmd + 6, "UNMAILBOX") == 0 ||
 	    strcmp(cmd + 6, "UNUSER") == 0))
 		cmd += 6;
@@ -1581,6 +1604,8 @@ sv_apply(struct sv *sv, struct dlist *arg)
 			break;
 	if (txn_cmds[i] == NULL)
 		return SV_PROTOCOL_ERROR;
+	if (apply_commit_files(sv) == -1)
+		return apply_store_failed(sv, cmd);
 	store_set_synclog(sv->store, sv->synclog_chain);
 	res = apply_in_txn(sv, cmd, arg);
 	store_set_synclog(sv->store, 0);
@@ -1609,7 +1634,7 @@ apply_make_uuid(char out[37])
  * HIGHESTMODSEQ and UIDVALIDITY are all given.
  */
 static enum sv_result
-restore_mailbox(struct sv *sv, const struct dlist *kl)
+apply_restore_mailbox(struct sv *sv, const struct dlist *kl)
 {
 	const char *name, *uniqueid = NULL, *part = NULL, *acl = "";
 	const char *opts = "", *type_in = "";
@@ -1745,10 +1770,13 @@ restore_mailbox(struct sv *sv, const struct dlist *kl)
 		if (store_mbannot_list(sv->store, mb.id, &have, &nhave) == -1)
 			res = apply_store_failed(sv, "RESTORE");
 		for (i = 0; i < nannots && res == SV_OK; i++) {
-			for (j = 0; j < nhave; j++)
-				if (strcmp(have[j].entry, annots[i].entry) == 0 &&
-				    strcmp(have[j].userid, annots[i].userid) == 0)
+			for (j = 0; j < nhave; j++) {
+				const struct store_annot *h = &have[j];
+
+				if (strcmp(h->entry, annots[i].entry) == 0 &&
+				    strcmp(h->userid, annots[i].userid) == 0)
 					break;
+			}
 			if (j < nhave && exists)
 				continue;
 			if (store_mbannot_set(sv->store, mb.id,
@@ -1779,10 +1807,10 @@ sv_restore(struct sv *sv, struct dlist *arg)
 
 	if (strcmp(cmd, "MAILBOX") != 0 && strcmp(cmd, "LOCAL_MAILBOX") != 0)
 		return SV_PROTOCOL_ERROR;
-	if (store_begin(sv->store) == -1)
+	if (apply_commit_files(sv) == -1 || store_begin(sv->store) == -1)
 		return apply_store_failed(sv, "RESTORE");
 	store_set_synclog(sv->store, sv->synclog_chain);
-	res = restore_mailbox(sv, arg);
+	res = apply_restore_mailbox(sv, arg);
 	if (res == SV_OK) {
 		if (store_commit(sv->store) == -1) {
 			store_rollback(sv->store);

@@ -13,6 +13,7 @@
 
 
 #include "dlist.h"
+#include "mbdl.h"
 #include "names.h"
 #include "prot.h"
 #include "server.h"
@@ -125,24 +126,6 @@ sv_quotaroot(struct store *st, const char *name, char *buf, size_t size)
 }
 
 static void
-get_annots(struct dlist *parent, const struct store_annot *a, size_t n)
-{
-	struct dlist *list = NULL, *kl;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		if (list == NULL)
-			list = dlist_newlist(parent, "ANNOTATIONS");
-		kl = dlist_newkvlist(list, NULL);
-		dlist_setatom(kl, "ENTRY", a[i].entry);
-		dlist_setatom(kl, "USERID", a[i].userid ? a[i].userid : "");
-		dlist_setnum64(kl, "MODSEQ", a[i].modseq);
-		dlist_setmap(kl, "VALUE", a[i].value ? a[i].value : "",
-		    a[i].value ? a[i].valuelen : 0);
-	}
-}
-
-static void
 get_virtannot(struct dlist **listp, struct dlist *parent, const char *entry,
     struct dlist *(*set)(struct dlist *, const char *, uint64_t), uint64_t v)
 {
@@ -180,6 +163,8 @@ get_set_num64(struct dlist *p, const char *k, uint64_t v)
  * One index record as a RECORD item.  Real annotations come first (the
  * store keeps them sorted by entry and userid), then the virtual ones in
  * the order the peer writes them: thrid, savedate, createdmodseq.
+ * Not mbdl_record(): that drops keywords of 256 bytes or more and writes
+ * a savedate past 2^32 in full, where the peer writes 32 bits.
  */
 static int
 get_record_cb(const struct store_record *r, void *arg)
@@ -187,7 +172,6 @@ get_record_cb(const struct store_record *r, void *arg)
 	struct dlist *list = arg, *kl, *flags, *annots = NULL;
 	const char *k, *e;
 	char word[1024];
-	size_t i;
 
 	kl = dlist_newkvlist(list, NULL);
 	dlist_setnum32(kl, "UID", r->uid);
@@ -214,7 +198,7 @@ get_record_cb(const struct store_record *r, void *arg)
 		if (e == k)
 			continue;
 		if ((size_t)(e - k) >= sizeof(word))
-			continue;	/* never stored: apply bounds keywords */
+			continue;	/* apply never stores one this long */
 		memcpy(word, k, e - k);
 		word[e - k] = '\0';
 		dlist_setflag(flags, NULL, word);
@@ -222,19 +206,8 @@ get_record_cb(const struct store_record *r, void *arg)
 	dlist_setdate(kl, "INTERNALDATE", r->internaldate);
 	dlist_setnum32(kl, "SIZE", r->size);
 	dlist_setguid(kl, "GUID", r->guid);
-	for (i = 0; i < r->nannots; i++) {
-		const struct store_annot *a = &r->annots[i];
-		struct dlist *akl;
-
-		if (annots == NULL)
-			annots = dlist_newlist(kl, "ANNOTATIONS");
-		akl = dlist_newkvlist(annots, NULL);
-		dlist_setatom(akl, "ENTRY", a->entry);
-		dlist_setatom(akl, "USERID", a->userid ? a->userid : "");
-		dlist_setnum64(akl, "MODSEQ", a->modseq);
-		dlist_setmap(akl, "VALUE", a->value ? a->value : "",
-		    a->value ? a->valuelen : 0);
-	}
+	mbdl_annots(kl, "ANNOTATIONS", r->annots, r->nannots);
+	annots = dlist_child(kl, "ANNOTATIONS");
 	if (r->cid != 0)
 		get_virtannot(&annots, kl, VANNOT_THRID, get_set_hex64, r->cid);
 	if (r->savedate != 0)
@@ -275,20 +248,19 @@ static struct dlist *
 get_mailbox_dlist(struct sv *sv, const struct store_mailbox *mb,
     int records, char *root, size_t rootsize)
 {
+	struct store_mailbox wire;
 	struct dlist *kl, *list;
 	struct store_annot *a = NULL;
 	size_t na = 0;
 	int r;
 
 	root[0] = '\0';
-	kl = dlist_newkvlist(NULL, "MAILBOX");
-	dlist_setatom(kl, "UNIQUEID", mb->uniqueid);
-	dlist_setatom(kl, "MBOXNAME", mb->name);
-	if (mb->mbtype != NULL && mb->mbtype[0] != '\0' &&
-	    strcmp(mb->mbtype, "e") != 0)
-		dlist_setatom(kl, "MBOXTYPE", mb->mbtype);
 	if (get_is_entry_only(mb)) {
 		/* Placeholders carry zeros where a real mailbox has state. */
+		kl = dlist_newkvlist(NULL, "MAILBOX");
+		dlist_setatom(kl, "UNIQUEID", mb->uniqueid);
+		dlist_setatom(kl, "MBOXNAME", mb->name);
+		dlist_setatom(kl, "MBOXTYPE", mb->mbtype);
 		dlist_setnum32(kl, "SYNC_CRC", 0);
 		dlist_setnum32(kl, "LAST_UID", 0);
 		dlist_setnum64(kl, "HIGHESTMODSEQ", 0);
@@ -311,42 +283,25 @@ get_mailbox_dlist(struct sv *sv, const struct store_mailbox *mb,
 		dlist_setnum64(kl, "FOLDERMODSEQ", mb->foldermodseq);
 		return kl;
 	}
-	dlist_setnum32(kl, "SYNC_CRC", mb->sync_crc);
-	dlist_setnum32(kl, "SYNC_CRC_ANNOT", mb->sync_crc_annot);
-	dlist_setnum32(kl, "LAST_UID", mb->last_uid);
-	dlist_setnum64(kl, "HIGHESTMODSEQ", mb->highestmodseq);
-	dlist_setnum32(kl, "RECENTUID", mb->recentuid);
-	dlist_setdate(kl, "RECENTTIME", mb->recenttime);
-	dlist_setdate(kl, "LAST_APPENDDATE", mb->last_appenddate);
-	dlist_setdate(kl, "POP3_LAST_LOGIN", mb->pop3_last_login);
-	dlist_setdate(kl, "POP3_SHOW_AFTER", mb->pop3_show_after);
-	if (mb->xconvmodseq != 0)
-		dlist_setnum64(kl, "XCONVMODSEQ", mb->xconvmodseq);
-	if (mb->raclmodseq != 0)
-		dlist_setnum64(kl, "RACLMODSEQ", mb->raclmodseq);
-	dlist_setnum32(kl, "UIDVALIDITY", mb->uidvalidity);
-	if (mb->partition != NULL)
-		dlist_setatom(kl, "PARTITION", mb->partition);
-	else
-		dlist_setnil(kl, "PARTITION");
-	dlist_setatom(kl, "ACL", mb->acl != NULL ? mb->acl : "");
-	dlist_setatom(kl, "OPTIONS", mb->options != NULL ? mb->options : "");
+	/* A real mailbox: the peer's layout with an ACL atom even when
+	 * there is none, the quota root it computes (none for DELETED.*)
+	 * and no type for plain email. */
 	if (!mboxname_isdeleted(mb->name)) {
 		r = sv_quotaroot(sv->store, mb->name, root, rootsize);
 		if (r == -1)
-			goto fail;
-		if (r == 1)
-			dlist_setatom(kl, "QUOTAROOT", root);
-		else
+			return NULL;
+		if (r == 0)
 			root[0] = '\0';
 	}
-	if (mb->createdmodseq != 0)
-		dlist_setnum64(kl, "CREATEDMODSEQ", mb->createdmodseq);
-	if (mb->foldermodseq != 0)
-		dlist_setnum64(kl, "FOLDERMODSEQ", mb->foldermodseq);
 	if (store_mbannot_list(sv->store, mb->id, &a, &na) == -1)
-		goto fail;
-	get_annots(kl, a, na);
+		return NULL;
+	wire = *mb;
+	if (wire.mbtype != NULL && strcmp(wire.mbtype, "e") == 0)
+		wire.mbtype = NULL;
+	if (wire.acl == NULL)
+		wire.acl = "";
+	wire.quotaroot = root;
+	kl = mbdl_mailbox(NULL, "MAILBOX", &wire, a, na);
 	store_annots_free(a, na);
 	if (records) {
 		list = dlist_newlist(kl, "RECORD");
@@ -380,7 +335,7 @@ get_emit_quota(struct sv *sv, const struct store_quota *q)
 		if (q->limits[i] < 0)
 			v[i] = QUOTA_WIRE_UNLIMITED;
 		else if (q->limits[i] >= (int64_t)QUOTA_WIRE_UNLIMITED)
-			v[i] = QUOTA_WIRE_UNLIMITED - 1;	/* 32 bits travel */
+			v[i] = QUOTA_WIRE_UNLIMITED - 1;  /* only 32 bits */
 		else
 			v[i] = (uint32_t)q->limits[i];
 	}
@@ -516,6 +471,7 @@ get_user(struct sv *sv, const struct dlist *arg)
 
 	if ((userid = get_userid_arg(arg)) == NULL)
 		return SV_BAD_PARAMETERS;
+	/* The store lists the user's tree, then DELETED.*, as the peer. */
 	if (store_mailbox_foreach_user(sv->store, userid, get_collect_cb,
 	    &names) != 0) {
 		res = get_store_failed(sv, "USER");

@@ -50,12 +50,12 @@
 #define SYNCPIPE_VERSION	"0.1"
 #endif
 
-#define SV_SERVICE	"syncserver"	/* default config prefix (cyrus.conf name) */
-#define SV_MAXWORD	64		/* command words, mechanisms, IMAP tags */
+#define SV_SERVICE	"syncserver"	/* config prefix: the cyrus.conf name */
+#define SV_MAXWORD	64		/* command words, mechanisms, tags */
 #define SV_MAXAUTH	(65536 + 1024)	/* base64 line of AUTHENTICATE */
 #define SV_TLS_TIMEOUT	180		/* seconds for a TLS handshake */
-#define SV_MAXCHILD	256		/* concurrent connections in listen mode */
-#define SV_KILL_AFTER	30		/* seconds between TERM and KILL at shutdown */
+#define SV_MAXCHILD	256		/* connections at once (listen mode) */
+#define SV_KILL_AFTER	30		/* seconds from TERM to KILL at exit */
 
 struct opts {
 	const char	*config;
@@ -864,7 +864,8 @@ imap_probe(struct session *s, const char *tag, enum step *st)
 	struct prot *p = s->sv.p;
 	char cmd[SV_MAXWORD];
 	const char *q;
-	int n;
+	size_t n;
+	int c;
 
 	for (q = tag; *q != '\0'; q++)
 		if (!isgraph((unsigned char)*q) || strchr("(){%*\"\\+]", *q))
@@ -872,13 +873,16 @@ imap_probe(struct session *s, const char *tag, enum step *st)
 	if (prot_peek(p) != ' ')
 		return 0;
 	(void)prot_getc(p);
-	n = read_word(p, cmd, sizeof(cmd));
-	if (n <= 0 || read_eol(p) == -1) {
-		if (n == -1)
-			*st = STEP_IOERR;
-		else
-			*st = refuse(s, "BAD IMAP_PROTOCOL_ERROR "
-			    "Unrecognized command");
+	/* Letters only, so that a literal in the line is left for
+	 * dlist_eatline() to skip. */
+	n = 0;
+	while ((c = prot_peek(p)) != -1 && isalpha(c) && n + 1 < sizeof(cmd))
+		cmd[n++] = (char)prot_getc(p);
+	cmd[n] = '\0';
+	if (n == 0)
+		return 0;
+	if (read_eol(p) == -1) {
+		*st = refuse(s, "BAD IMAP_PROTOCOL_ERROR Unrecognized command");
 		return 1;
 	}
 	if (strcasecmp(cmd, "CAPABILITY") == 0) {
@@ -908,7 +912,8 @@ command(struct session *s)
 	if (n == -1)
 		return STEP_IOERR;
 	if (n == -2)
-		return refuse(s, "BAD IMAP_PROTOCOL_ERROR Unrecognized command");
+		return refuse(s,
+		    "BAD IMAP_PROTOCOL_ERROR Unrecognized command");
 	if (n == 0) {
 		if (read_eol(p) == 0)
 			return out(s, "BAD Null command") == -1 ?
@@ -1107,7 +1112,6 @@ session_run(const struct conf *conf, int rfd, int wfd)
 		rc = EX_UNAVAILABLE;
 		goto done;
 	}
-	store_set_synclog(s.sv.store, set.synclog_chain);
 
 	if (s.tcp) {
 		if (session_sasl(&s) == -1) {

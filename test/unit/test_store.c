@@ -289,6 +289,153 @@ test_synclog_channels(struct conf *conf)
 	conf_set(conf, "sync_log_channels", "\"\"");
 }
 
+static int
+collect_quota(const struct store_quota *q, void *arg)
+{
+	return collect_name(q->root, arg);
+}
+
+/* Cyrus's order: '.' before any other byte; DELETED.* after the tree. */
+static void
+test_order(struct store *s)
+{
+	struct names l;
+
+	ok(store_begin(s) == 0 && mkmb(s, "user.zz", "uid-zz") > 0 &&
+	    mkmb(s, "user.zz.a.b-c", "uid-zz-1") > 0 &&
+	    mkmb(s, "user.zz.a.b", "uid-zz-2") > 0 &&
+	    mkmb(s, "user.zz.a.b.d", "uid-zz-3") > 0 &&
+	    mkmb(s, "user.zz.a", "uid-zz-4") > 0 &&
+	    mkmb(s, "user.zz-y", "uid-zz-5") > 0 &&
+	    mkmb(s, "DELETED.user.zz.a.63EA1F60", "uid-zz-6") > 0 &&
+	    store_commit(s) == 0, "order: mailboxes created");
+	memset(&l, 0, sizeof(l));
+	store_mailbox_foreach_user(s, "zz", collect_mb, &l);
+	is_str(l.buf, "user.zz user.zz.a user.zz.a.b user.zz.a.b.d "
+	    "user.zz.a.b-c DELETED.user.zz.a.63EA1F60",
+	    "order: foreach_user sorts '.' first, DELETED.* last");
+	memset(&l, 0, sizeof(l));
+	store_mailbox_foreach(s, "user.zz", collect_mb, &l);
+	is_str(l.buf, "user.zz user.zz.a user.zz.a.b user.zz.a.b.d "
+	    "user.zz.a.b-c user.zz-y", "order: foreach with a prefix");
+	memset(&l, 0, sizeof(l));
+	store_mailbox_foreach(s, "", collect_mb, &l);
+	ok(strstr(l.buf, "user.zz user.zz.a user.zz.a.b user.zz.a.b.d "
+	    "user.zz.a.b-c user.zz-y") != NULL, "order: foreach of all");
+}
+
+static void
+test_quota_api(struct store *s)
+{
+	struct store_quota q;
+	struct names l;
+	int i;
+
+	memset(&q, 0, sizeof(q));
+	for (i = 0; i < QUOTA_NUMRESOURCES; i++)
+		q.limits[i] = QUOTA_UNLIMITED;
+	ok(store_begin(s) == 0, "quota api: begin");
+	q.root = "user.qq.a-b";
+	ok(store_quota_set(s, &q) == 0, "quota api: set 1");
+	q.root = "user.qq.a.b";
+	q.limits[QUOTA_STORAGE] = 42;
+	ok(store_quota_set(s, &q) == 0, "quota api: set 2");
+	q.root = "user.qq";
+	ok(store_quota_set(s, &q) == 0, "quota api: set 3");
+	memset(&l, 0, sizeof(l));
+	is_int(store_quota_foreach(s, collect_quota, &l), 0,
+	    "quota_foreach walks");
+	ok(strstr(l.buf, "user.qq user.qq.a.b user.qq.a-b") != NULL,
+	    "quota_foreach: every root, in mailbox name order");
+	is_int(store_quota_delete(s, "user.qq.nosuch"), STORE_NOTFOUND,
+	    "quota_delete: STORE_NOTFOUND for an unknown root");
+	is_int(store_quota_delete(s, "user.qq.a-b"), 0, "quota_delete");
+	is_int(store_quota_delete(s, "user.qq.a-b"), STORE_NOTFOUND,
+	    "quota_delete: a second time STORE_NOTFOUND");
+	is_int(store_quota_delete(s, "user.qq.a.b"), 0, "quota_delete 2");
+	is_int(store_quota_delete(s, "user.qq"), 0, "quota_delete 3");
+	ok(store_commit(s) == 0, "quota api: commit");
+	memset(&l, 0, sizeof(l));
+	store_quota_foreach(s, collect_quota, &l);
+	ok(strstr(l.buf, "user.qq") == NULL, "quota_foreach: deleted gone");
+}
+
+static int
+stop_at_two(const char *name, void *arg)
+{
+	(void)name;
+	return ++*(int *)arg == 2 ? 7 : 0;
+}
+
+static void
+test_user_foreach(struct store *s)
+{
+	struct store_seen sn;
+	struct names l;
+	int n = 0;
+
+	memset(&sn, 0, sizeof(sn));
+	sn.uniqueid = "uid-zz";
+	sn.seenuids = "1:3";
+	ok(store_begin(s) == 0 &&
+	    store_seen_set(s, "seenonly", &sn) == 0 &&
+	    store_sub_set(s, "subonly", "user.zz", 1) == 0 &&
+	    store_sieve_put(s, "sieveonly", "s", "keep;", 5, 1) == 0 &&
+	    store_sub_set(s, "zz", "user.zz", 1) == 0 &&
+	    mkmb(s, "shared.folder", "uid-shared") > 0 &&
+	    store_commit(s) == 0, "user_foreach: state set");
+	memset(&l, 0, sizeof(l));
+	is_int(store_user_foreach(s, collect_name, &l), 0, "user_foreach");
+	/* ab went with store_user_delete; zz has mailboxes and a
+	 * subscription, and appears once. */
+	is_str(l.buf, "ab_c abc axb seenonly sieveonly subonly x@dom.org "
+	    "xy@dom.org zz zz-y", "user_foreach: every owner, sorted, once");
+	ok(strstr(l.buf, "shared") == NULL, "user_foreach: no shared owner");
+	is_int(store_user_foreach(s, stop_at_two, &n), 7,
+	    "user_foreach: a callback's non-zero stops the walk");
+}
+
+static void
+test_rename_partition(struct store *s)
+{
+	struct store_record r, x;
+	struct store_mailbox mb;
+	char g[41];
+	int64_t id = -1;
+
+	ok(store_begin(s) == 0 && (id = mkmb(s, "user.mv", "uid-mv")) > 0,
+	    "rename partition: mailbox");
+	mkrec(&r, 1, 1, 1, 1, 0, NULL, GUID1, 0, 0);
+	mkrec(&x, 2, 2, 1, 1, SF_EXPUNGED, NULL, NOGUID, 0, 0);
+	ok(store_record_put(s, id, &r) == 0 &&
+	    store_record_put(s, id, &x) == 0 && store_commit(s) == 0,
+	    "rename partition: a live and an expunged record");
+	is_int(store_body_exists(s, "second", GUID1), 0,
+	    "rename partition: body not yet in the target");
+	ok(store_begin(s) == 0, "rename partition: begin");
+	is_int(store_mailbox_rename(s, id, "user.mv2", "nosuch"), -1,
+	    "rename to an unconfigured partition refused");
+	ok(store_rollback(s) == 0 && store_begin(s) == 0,
+	    "rename partition: rollback");
+	ok(store_mailbox_rename(s, id, "user.mv2", "second") == 0,
+	    "rename to another partition");
+	ok(store_commit(s) == 0, "rename partition: commit");
+	is_int(store_body_exists(s, "second", GUID1), 1,
+	    "rename moved the live record's body");
+	is_int(store_body_exists(s, "default", GUID1), 1,
+	    "the old copy stays for gc");
+	ok(store_mailbox_get(s, "user.mv2", &mb) == 0 &&
+	    strcmp(mb.partition, "second") == 0, "metadata moved");
+	store_mailbox_clear(&mb);
+	mkrec(&r, 3, 3, 1, 1, 0, NULL, GUID1, 0, 0);
+	ok(store_begin(s) == 0 && store_record_put(s, id, &r) == 0 &&
+	    store_commit(s) == 0, "records can refer to the moved body");
+	ok(store_body_add(s, "second", msg2, strlen(msg2), g) == 0 &&
+	    store_begin(s) == 0 &&
+	    store_mailbox_rename(s, id, "user.mv2", "default") == 0 &&
+	    store_commit(s) == 0, "move back: present bodies not copied");
+}
+
 int
 main(void)
 {
@@ -303,7 +450,7 @@ main(void)
 	struct timeval t0, t1;
 	struct conf *conf;
 	struct store *s;
-	char cfg[1024], err[512], g1[41], g2[41], path[1024], *content;
+	char cfg[2048], err[512], g1[41], g2[41], path[1024], *content;
 	uint32_t crc, crca, c0, ca0;
 	uint64_t bytes, msgs, ms;
 	size_t n, len;
@@ -323,8 +470,11 @@ main(void)
 	snprintf(partdir, sizeof(partdir), "%s/part", base);
 	mkdir(partdir, 0700);
 	snprintf(logpath, sizeof(logpath), "%s/conf/sync/log", base);
+	snprintf(path, sizeof(path), "%s/part2", base);
+	mkdir(path, 0700);
 	snprintf(cfg, sizeof(cfg), "configdirectory: %s/conf\n"
-	    "partition-default: %s\nsync_log: yes\n", base, partdir);
+	    "partition-default: %s\npartition-second: %s/part2\n"
+	    "sync_log: yes\n", base, partdir, base);
 	conf = conf_parse(cfg, strlen(cfg), "test", err, sizeof(err));
 	ok(conf != NULL, "config parsed");
 	if (conf == NULL) {
@@ -507,15 +657,15 @@ main(void)
 	/* Scoping of a user's mailboxes. */
 	memset(&l, 0, sizeof(l));
 	store_mailbox_foreach_user(s, "ab", collect_mb, &l);
-	is_str(l.buf, "DELETED.user.ab.Old.63EA1F60 user.ab user.ab.Sent",
-	    "foreach_user ab");
+	is_str(l.buf, "user.ab user.ab.Sent DELETED.user.ab.Old.63EA1F60",
+	    "foreach_user ab: own tree, then DELETED.*");
 	memset(&l, 0, sizeof(l));
 	store_mailbox_foreach_user(s, "a_b", collect_mb, &l);
 	is_str(l.buf, "", "foreach_user a_b matches nothing");
 	memset(&l, 0, sizeof(l));
 	store_mailbox_foreach_user(s, "x@dom.org", collect_mb, &l);
-	is_str(l.buf, "dom.org!DELETED.user.x.Q.63EA1F60 dom.org!user.x "
-	    "dom.org!user.x.Z", "foreach_user with a domain");
+	is_str(l.buf, "dom.org!user.x dom.org!user.x.Z "
+	    "dom.org!DELETED.user.x.Q.63EA1F60", "foreach_user with a domain");
 	memset(&l, 0, sizeof(l));
 	store_mailbox_foreach(s, "user.ab", collect_mb, &l);
 	is_str(l.buf, "user.ab user.ab.Sent user.ab_c user.abc user.abc.X",
@@ -756,6 +906,10 @@ main(void)
 	    "log: no UNMAILBOX per mailbox");
 
 	test_synclog_channels(conf);
+	test_order(s);
+	test_quota_api(s);
+	test_user_foreach(s);
+	test_rename_partition(s);
 
 	/* 10,000 records in one transaction. */
 	ok(store_begin(s) == 0, "begin 4");

@@ -1,0 +1,908 @@
+#!/usr/bin/env bats
+# Hostile input: malformed or malicious csync sent to our sync_server
+# (over a pipe, pre-authenticated, and over TCP before authentication),
+# and malformed replies sent by a fake csync server to sync-send and
+# sync-plan.
+#
+# Every server case checks:
+#   - the reply is the error the protocol defines (NO/BAD text);
+#   - the process ends sanely (exit 0, or 74 when the input ended inside
+#     a command), with no sanitizer report on stderr (the ASan + UBSan
+#     build, build/asan/bin/sync_server, is used when it exists);
+#   - its peak memory (VmHWM of the reaped process) stays under
+#     HOSTILE_RSS_MB (200) -- measured on the plain build for the cases
+#     that feed it hundreds of megabytes of input;
+#   - the stream stays in sync: a NOOP sent after the bad command still
+#     gets "OK Noop completed";
+#   - nothing stored changed: "sync-store dump" is identical to the dump
+#     taken before, "sync-store verify" reports no fault, no file appeared
+#     in the store or the test dir outside the database, and nothing
+#     appeared where an escaping name would have pointed (/tmp/evil...).
+#
+# The helpers and generators live in test/hostile/.
+
+load helpers
+
+HDIR=$BATS_TEST_DIRNAME/hostile
+RSS_MB=${HOSTILE_RSS_MB:-200}
+G1=aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d	# sha1("hello")
+NULLG=0000000000000000000000000000000000000000
+
+setup_file() {
+	D=$(sp_tmpdir)
+	export D
+	echo "$D" >"$BATS_FILE_TMPDIR/dir"
+	ROOT=$(sp_project_root)
+	export ROOT
+	STORE=$ROOT/cmd/sync-store/sync-store
+	# A populated store: alice with INBOX (3 messages, flags, an
+	# annotation), Sent, a subscription, seen state and a quota.
+	mkdir -p "$D/base"
+	sp_conf "$D/base/imapd.conf" hostile-test
+	sp_sasluser "$D/base/conf/sasldb2" hostile-test repluser replpass
+	sp_sasluser "$D/base/conf/sasldb2" hostile-test bob bobpass
+	local B=$D/base/imapd.conf
+	"$STORE" -C "$B" create user.alice
+	"$STORE" -C "$B" create user.alice.Sent
+	for i in 1 2 3; do
+		printf 'From: a@example.com\r\nSubject: %s\r\n\r\nbody %s\r\n' \
+		    "$i" "$i" | "$STORE" -C "$B" deliver user.alice \
+		    --flags '\Seen,$Label1' >/dev/null
+	done
+	"$STORE" -C "$B" annotate user.alice /comment "alice's inbox"
+	"$STORE" -C "$B" sub alice user.alice.Sent
+	"$STORE" -C "$B" seen alice user.alice 1:2
+	"$STORE" -C "$B" quota user.alice 1000
+	"$STORE" -C "$B" dump >"$D/base.dump"
+	[ "$(grep -c '^record ' "$D/base.dump")" -eq 3 ]
+}
+
+teardown_file() {
+	[[ -n ${D:-} ]] || D=$(cat "$BATS_FILE_TMPDIR/dir" 2>/dev/null) || true
+	[[ -n ${D:-} ]] && sp_rmtmp "$D"
+	rm -rf /tmp/evil-hostile
+}
+
+setup() {
+	shopt -s lastpipe
+	ROOT=$(sp_project_root)
+	STORE=$ROOT/cmd/sync-store/sync-store
+	PLAIN=$ROOT/cmd/sync_server/sync_server
+	if [[ -x $ROOT/build/asan/bin/sync_server ]]; then
+		SRV=$ROOT/build/asan/bin/sync_server
+	else
+		SRV=$PLAIN
+	fi
+	T=$D/t$BATS_TEST_NUMBER
+	rm -rf "$T"
+	mkdir -p "$T"
+	cp -a "$D/base/conf" "$D/base/spool" "$D/base/sieve" "$T/"
+	sp_conf "$T/imapd.conf" hostile-test
+	rm -rf /tmp/evil-hostile
+	touch "$T/.marker"
+}
+
+teardown() {
+	sp_server_stop "$T/imapd.conf" 2>/dev/null || true
+}
+
+# srv [--eof] [--plain] [--time N]: run the server on $T with stdin as
+# the client's bytes.  Unless --eof, "NOOP" and "EXIT" follow them.
+# $output: the replies without the banner, CR removed.  $T/rc, $T/rss:
+# exit status and peak RSS in KB.
+srv() {
+	local tail=1 bin=$SRV limit=60
+	while (($#)); do
+		case $1 in
+		--eof) tail=0 ;;
+		--plain) bin=$PLAIN ;;
+		--time) limit=$2; shift ;;
+		esac
+		shift
+	done
+	{
+		cat
+		((tail)) && printf 'NOOP\r\nEXIT\r\n'
+	} | python3 "$HDIR/hrun.py" "$limit" "$T/out" "$T/err" "$T/status" \
+	    -- "$bin" -C "$T/imapd.conf"
+	read -r st <"$T/status"
+	[[ $st =~ rc=([0-9]+)\ maxrss_kb=([0-9]+)\ timedout=([01]) ]]
+	echo "${BASH_REMATCH[1]}" >"$T/rc"
+	echo "${BASH_REMATCH[2]}" >"$T/rss"
+	echo "# $(basename "$bin"): $st" >&3
+	output=$(tr -d '\r' <"$T/out" | sed 1d)
+	[ "${BASH_REMATCH[3]}" = 0 ] || { echo "server hung: $st"; return 1; }
+}
+
+# The Nth status line (OK/NO/BAD/BYE) of the replies.
+status_n() {
+	printf '%s\n' "$output" | grep -a -E '^(OK|NO|BAD|BYE)( |$)' |
+	    sed -n "${1}p"
+}
+
+# sane [STATUS...]: the server exited with one of STATUS (default 0),
+# printed no sanitizer report and stayed under the memory bound.
+sane() {
+	local ok=${*:-0} rc rss
+	rc=$(<"$T/rc") rss=$(<"$T/rss")
+	if grep -a -E 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' "$T/err"; then
+		echo "sanitizer report (above)"
+		return 1
+	fi
+	if [[ " $ok " != *" $rc "* ]]; then
+		echo "exit status $rc, expected one of: $ok"
+		tail -n 5 "$T/err"
+		return 1
+	fi
+	if ((rss > RSS_MB * 1024)); then
+		echo "peak RSS ${rss} KB is over ${RSS_MB} MB"
+		return 1
+	fi
+}
+
+# The stream is still in sync: the NOOP after the bad input is answered.
+insync() {
+	local last
+	last=$(printf '%s\n' "$output" | tail -n 2 | tr '\n' '|')
+	if [ "$last" != "OK Noop completed|OK Finished|" ]; then
+		echo "stream out of sync; last replies: $last"
+		return 1
+	fi
+}
+
+# Nothing stored changed and nothing appeared outside the database.
+unchanged() {
+	"$STORE" -C "$T/imapd.conf" dump >"$T/after.dump"
+	diff -u "$D/base.dump" "$T/after.dump"
+	"$STORE" -C "$T/imapd.conf" verify >"$T/verify.out" 2>&1 ||
+	    { cat "$T/verify.out"; return 1; }
+	grep -q ': 0 faults' "$T/verify.out" || { cat "$T/verify.out"; return 1; }
+	run find "$T" -newer "$T/.marker" -not -path "$T/conf" \
+	    -not -path "$T/conf/syncpipe.db*" -not -path "$T" \
+	    -not -name out -not -name err -not -name status -not -name rc \
+	    -not -name rss -not -name after.dump -not -name verify.out \
+	    -not -name imapd.conf -not -name sync_server.log \
+	    -not -name sync_server.pid -not -name spool -not -name bodies
+	[ "$output" = "" ] || { echo "new files: $output"; return 1; }
+	# a staging area left behind is a leak too
+	run find "$T/spool" -type f -not -path "$T/spool/bodies/*"
+	[ "$output" = "" ] || { echo "stray files: $output"; return 1; }
+	[ ! -e /tmp/evil-hostile ] && [ ! -e "$T/evil-hostile" ] &&
+	    [ ! -e "$D/evil-hostile" ]
+}
+
+# The whole check for a case that must be refused with REPLY.
+refused() {
+	local want=$1
+	[ "$(status_n 1)" = "$want" ] || { echo "first reply: '$(status_n 1)', expected '$want'"; return 1; }
+	sane
+	insync
+	unchanged
+}
+
+# A syntactically valid APPLY MAILBOX of a new mailbox, with one record
+# whose body is "hello" ($G1); KEY=VALUE arguments replace fields.
+mbox() {
+	local -A f=([UNIQUEID]=hostile0001 [MBOXNAME]=user.alice.New
+	    [MBOXTYPE]= [LAST_UID]=1 [HIGHESTMODSEQ]=2 [UIDVALIDITY]=7
+	    [PARTITION]=default [RECORD]="%(UID 1 MODSEQ 2 LAST_UPDATED 1700000000 FLAGS () INTERNALDATE 1700000000 SIZE 5 GUID $G1)")
+	local kv
+	for kv in "$@"; do
+		f[${kv%%=*}]=${kv#*=}
+	done
+	printf 'APPLY MAILBOX %%(UNIQUEID %s MBOXNAME %s %sSYNC_CRC 0 SYNC_CRC_ANNOT 0 LAST_UID %s HIGHESTMODSEQ %s RECENTUID 0 RECENTTIME 0 LAST_APPENDDATE 0 POP3_LAST_LOGIN 0 POP3_SHOW_AFTER 0 UIDVALIDITY %s PARTITION %s ACL "" OPTIONS P RECORD (%s))\r\n' \
+	    "${f[UNIQUEID]}" "${f[MBOXNAME]}" \
+	    "${f[MBOXTYPE]:+MBOXTYPE ${f[MBOXTYPE]} }" "${f[LAST_UID]}" \
+	    "${f[HIGHESTMODSEQ]}" "${f[UIDVALIDITY]}" "${f[PARTITION]}" \
+	    "${f[RECORD]}"
+}
+
+# The body "hello" uploaded.
+hello() {
+	printf 'APPLY MESSAGE (%%{default %s 5}\r\nhello)\r\n' "$G1"
+}
+
+rec() {	# rec UID [GUID] [FLAGS]: one record kvlist
+	printf '%%(UID %s MODSEQ %s LAST_UPDATED 1700000000 FLAGS (%s) INTERNALDATE 1700000000 SIZE 5 GUID %s)' \
+	    "$1" "$(( ${1//[^0-9]/} + 1 ))" "${3:-}" "${2:-$G1}"
+}
+
+# ---------------------------------------------------------------------
+# The control: the templates above are valid, and a change shows.
+
+@test "control: the valid template is applied and the checks see the change" {
+	{ hello; mbox; } | srv
+	[ "$(status_n 1)" = "OK success" ]
+	[ "$(status_n 2)" = "OK success" ]
+	sane
+	insync
+	run unchanged
+	[ "$status" -ne 0 ]
+	"$STORE" -C "$T/imapd.conf" dump | grep -q "^record user.alice.New 1 .* guid $G1 "
+}
+
+# ---------------------------------------------------------------------
+# Literals
+
+@test "literal of 99999999999 bytes: BAD, no allocation, stream in sync" {
+	printf 'APPLY ANNOTATION %%(MBOXNAME user.alice ENTRY /comment USERID "" VALUE {99999999999+}\r\n' | srv
+	refused "BAD IMAP_PROTOCOL_ERROR Failed to parse APPLY line"
+}
+
+@test "literal of -1 bytes: BAD" {
+	printf 'APPLY ANNOTATION %%(MBOXNAME user.alice ENTRY /comment USERID "" VALUE {-1}\r\n' | srv
+	refused "BAD IMAP_PROTOCOL_ERROR Failed to parse APPLY line"
+}
+
+@test "literal of 2^64 bytes (wraps to 0 if parsed carelessly): BAD" {
+	printf 'APPLY ANNOTATION %%(MBOXNAME user.alice ENTRY /comment USERID "" VALUE {18446744073709551616+}\r\n)\r\n' | srv
+	refused "BAD IMAP_PROTOCOL_ERROR Failed to parse APPLY line"
+}
+
+@test "literal announced without CRLF after the brace: BAD" {
+	printf 'APPLY ANNOTATION %%(MBOXNAME user.alice ENTRY /comment USERID "" VALUE {5+}hello)\r\n' | srv
+	refused "BAD IMAP_PROTOCOL_ERROR Failed to parse APPLY line"
+}
+
+@test "literal shorter than announced, then EOF: nothing applied, clean exit" {
+	printf 'APPLY ANNOTATION %%(MBOXNAME user.alice ENTRY /comment USERID "" VALUE {100+}\r\nabc' | srv --eof
+	sane 0 74
+	unchanged
+}
+
+@test "literal longer than announced: the rest is junk in the line, BAD" {
+	printf 'APPLY ANNOTATION %%(MBOXNAME user.alice ENTRY /comment USERID "" VALUE {3+}\r\nabcdef)\r\n' | srv
+	refused "BAD IMAP_PROTOCOL_ERROR Failed to parse APPLY line"
+}
+
+@test "file literal shorter than announced, then EOF: no body stored, no staging file left" {
+	printf 'APPLY MESSAGE (%%{default %s 100}\r\nhello' "$G1" | srv --eof
+	sane 0 74
+	unchanged
+}
+
+@test "file literal of 2^32 bytes (over the 32-bit size): BAD" {
+	printf 'APPLY MESSAGE (%%{default %s 4294967296}\r\nhello)\r\n' "$G1" | srv
+	refused "BAD IMAP_PROTOCOL_ERROR Failed to parse APPLY line"
+}
+
+@test "file literal with a negative size: BAD" {
+	printf 'APPLY MESSAGE (%%{default %s -5}\r\nhello)\r\n' "$G1" | srv
+	refused "BAD IMAP_PROTOCOL_ERROR Failed to parse APPLY line"
+}
+
+@test "a command cut off by EOF without its line end is not applied" {
+	printf 'APPLY UNMAILBOX user.alice.Sent' | srv --eof
+	sane 0 74
+	unchanged
+}
+
+@test "EOF in the middle of an APPLY MAILBOX: nothing applied" {
+	{ hello; mbox | head -c 200; } | srv --eof
+	sane 0 74
+	"$STORE" -C "$T/imapd.conf" dump >"$T/d"
+	! grep -q 'user.alice.New' "$T/d"
+	run diff <(grep -v '^syncpipe-dump' "$D/base.dump") <(grep -v '^syncpipe-dump' "$T/d")
+	[ "$status" -eq 0 ]
+}
+
+# ---------------------------------------------------------------------
+# GUIDs.  A file literal whose header is refused must still have its
+# bytes drained: they carry a command that must never run.
+
+smuggle_body() {	# a body that is itself a destructive command
+	printf 'APPLY UNMAILBOX user.alice.Sent\r\n'
+}
+
+@test "file literal with a 39-digit GUID: BAD, the body is drained, not executed" {
+	b=$(smuggle_body)
+	printf 'APPLY MESSAGE (%%{default %s %d}\r\n%s)\r\n' "${G1:0:39}" $((${#b} + 0)) "$b" | srv
+	refused "BAD IMAP_PROTOCOL_ERROR Failed to parse APPLY line"
+}
+
+@test "file literal with a 41-digit GUID: BAD, the body is drained, not executed" {
+	b=$(smuggle_body)
+	printf 'APPLY MESSAGE (%%{default %s0 %d}\r\n%s)\r\n' "$G1" "${#b}" "$b" | srv
+	refused "BAD IMAP_PROTOCOL_ERROR Failed to parse APPLY line"
+}
+
+@test "file literal with a non-hex GUID: BAD, the body is drained, not executed" {
+	b=$(smuggle_body)
+	printf 'APPLY MESSAGE (%%{default %s %d}\r\n%s)\r\n' "zzf4c61ddcc5e8a2dabede0f3b482cd9aea9434d" "${#b}" "$b" | srv
+	refused "BAD IMAP_PROTOCOL_ERROR Failed to parse APPLY line"
+}
+
+@test "file literal of an unknown partition: NO, body drained, server alive" {
+	b=$(smuggle_body)
+	printf 'APPLY MESSAGE (%%{nosuch %s %d}\r\n%s)\r\n' "$(printf '%s' "$b" | sha1sum | cut -c1-40)" "${#b}" "$b" | srv
+	[[ $(status_n 1) == NO* || $(status_n 1) == BAD* ]]
+	sane
+	insync
+	unchanged
+}
+
+@test "file literal whose partition climbs out of the store: refused, nothing written" {
+	printf 'APPLY MESSAGE (%%{../../../../../../tmp/evil-hostile %s 5}\r\nhello)\r\n' "$G1" | srv
+	[[ $(status_n 1) == NO* || $(status_n 1) == BAD* ]]
+	sane
+	insync
+	unchanged
+}
+
+@test "body that does not hash to its GUID: NO IMAP_PROTOCOL_ERROR, not stored" {
+	printf 'APPLY MESSAGE (%%{default %s 5}\r\nHELLO)\r\n' "$G1" | srv
+	refused "NO IMAP_PROTOCOL_ERROR Protocol error"
+}
+
+@test "RESERVE with 39-digit and non-hex GUIDs: NO IMAP_PROTOCOL_BAD_PARAMETERS" {
+	printf 'APPLY RESERVE %%(PARTITION default MBOXNAME (user.alice) GUID (%s))\r\n' "${G1:0:39}" | srv
+	refused "NO IMAP_PROTOCOL_BAD_PARAMETERS"
+	printf 'APPLY RESERVE %%(PARTITION default MBOXNAME (user.alice) GUID (%s))\r\n' "g${G1:1}" | srv
+	refused "NO IMAP_PROTOCOL_BAD_PARAMETERS"
+}
+
+@test "null GUID: never reported present, and a live record with it is refused" {
+	{
+		printf 'APPLY RESERVE %%(PARTITION default MBOXNAME (user.alice) GUID (%s))\r\n' "$NULLG"
+		mbox "RECORD=$(rec 1 $NULLG)"
+	} | srv
+	# Either refused, or reported MISSING: never "we have it".
+	first=$(printf '%s\n' "$output" | sed -n 1p)
+	[[ $first == "* MISSING ($NULLG)" || $first == NO* ]]
+	[[ $(printf '%s\n' "$output" | grep -E '^(NO|BAD)' | tail -n 1) == NO* ]]
+	sane
+	insync
+	unchanged
+}
+
+@test "record GUID of 41 digits: NO IMAP_PROTOCOL_ERROR" {
+	{ hello; mbox "RECORD=$(rec 1 "${G1}0")"; } | srv
+	[ "$(status_n 2)" = "NO IMAP_PROTOCOL_ERROR Protocol error" ]
+	sane
+	insync
+	! "$STORE" -C "$T/imapd.conf" dump | grep -q user.alice.New
+}
+
+# ---------------------------------------------------------------------
+# Names
+
+@test "mailbox name with a slash and .. components: NO IMAP_PROTOCOL_BAD_PARAMETERS" {
+	mbox 'MBOXNAME=user.alice/../../../../../../tmp/evil-hostile' | srv
+	refused "NO IMAP_PROTOCOL_BAD_PARAMETERS"
+}
+
+@test "mailbox name .. and ../x: NO IMAP_PROTOCOL_BAD_PARAMETERS" {
+	{ mbox 'MBOXNAME=..'; mbox 'MBOXNAME=../evil-hostile'; mbox 'MBOXNAME=user..alice'; } | srv
+	[ "$(status_n 1)" = "NO IMAP_PROTOCOL_BAD_PARAMETERS" ]
+	[ "$(status_n 2)" = "NO IMAP_PROTOCOL_BAD_PARAMETERS" ]
+	[ "$(status_n 3)" = "NO IMAP_PROTOCOL_BAD_PARAMETERS" ]
+	sane; insync; unchanged
+}
+
+@test "mailbox name with a NUL byte (literal): refused" {
+	printf 'APPLY MAILBOX %%(UNIQUEID hostile0001 MBOXNAME {15+}\r\nuser.alice.N\0ew SYNC_CRC 0 LAST_UID 0 HIGHESTMODSEQ 1 RECENTUID 0 RECENTTIME 0 LAST_APPENDDATE 0 POP3_LAST_LOGIN 0 UIDVALIDITY 1 PARTITION default ACL "" OPTIONS P RECORD ())\r\n' | srv
+	[[ $(status_n 1) == "NO IMAP_PROTOCOL_BAD_PARAMETERS" || $(status_n 1) == "BAD IMAP_PROTOCOL_ERROR Failed to parse APPLY line" ]]
+	sane; insync; unchanged
+}
+
+@test "mailbox name with CR LF inside (literal): NO IMAP_PROTOCOL_BAD_PARAMETERS" {
+	printf 'APPLY MAILBOX %%(UNIQUEID hostile0001 MBOXNAME {17+}\r\nuser.alice.N\r\new\r\n SYNC_CRC 0 LAST_UID 0 HIGHESTMODSEQ 1 RECENTUID 0 RECENTTIME 0 LAST_APPENDDATE 0 POP3_LAST_LOGIN 0 UIDVALIDITY 1 PARTITION default ACL "" OPTIONS P RECORD ())\r\n' | srv
+	refused "NO IMAP_PROTOCOL_BAD_PARAMETERS"
+}
+
+@test "mailbox name of 491 bytes (over 490): NO IMAP_PROTOCOL_BAD_PARAMETERS" {
+	name=user.alice.$(head -c 480 /dev/zero | tr '\0' a)
+	[ "${#name}" -eq 491 ]
+	mbox "MBOXNAME=$name" "RECORD=" | srv
+	refused "NO IMAP_PROTOCOL_BAD_PARAMETERS"
+}
+
+@test "mailbox name of 490 bytes is still accepted (the bound is not too tight)" {
+	name=user.alice.$(head -c 479 /dev/zero | tr '\0' a)
+	[ "${#name}" -eq 490 ]
+	mbox "MBOXNAME=$name" "RECORD=" | srv
+	[ "$(status_n 1)" = "OK success" ]
+	sane; insync
+}
+
+@test "partition unknown in APPLY MAILBOX: NO Unknown error" {
+	{ hello; mbox 'PARTITION=nosuch'; } | srv
+	[ "$(status_n 2)" = "NO Unknown error" ]
+	sane; insync
+	! "$STORE" -C "$T/imapd.conf" dump | grep -q user.alice.New
+}
+
+@test "partition climbing out of the store in APPLY MAILBOX: refused, nothing written" {
+	{ hello; mbox 'PARTITION=../../../../../../tmp/evil-hostile'; } | srv
+	[[ $(status_n 2) == NO* ]]
+	sane; insync
+	! "$STORE" -C "$T/imapd.conf" dump | grep -q user.alice.New
+	[ ! -e /tmp/evil-hostile ]
+}
+
+@test "RENAME to a name with a slash: NO IMAP_PROTOCOL_BAD_PARAMETERS, old name kept" {
+	printf 'APPLY RENAME %%(OLDMBOXNAME user.alice.Sent NEWMBOXNAME user.alice/../../evil-hostile PARTITION default)\r\n' | srv
+	refused "NO IMAP_PROTOCOL_BAD_PARAMETERS"
+}
+
+@test "SIEVE script named ../../evil-hostile: refused, no file" {
+	printf 'APPLY SIEVE %%(USERID alice FILENAME ../../evil-hostile LAST_UPDATE 1 CONTENT keep;)\r\n' | srv
+	[[ $(status_n 1) == NO* ]]
+	sane; insync; unchanged
+}
+
+@test "SEEN, SUB and UNUSER for a userid with .. and /: refused, alice untouched" {
+	printf '%s\r\n' 'APPLY SEEN %(USERID ../alice UNIQUEID x LASTREAD 1 LASTUID 1 LASTCHANGE 1 SEENUIDS 1)' \
+	    'APPLY SUB %(USERID a/b MBOXNAME user.alice)' 'APPLY UNUSER ../alice' 'APPLY UNUSER ""' | srv
+	for i in 1 2 3 4; do [[ $(status_n $i) == NO* ]]; done
+	sane; insync; unchanged
+}
+
+@test "UNMAILBOX of an empty or wildcard name: refused, nothing deleted" {
+	printf '%s\r\n' 'APPLY UNMAILBOX ""' 'APPLY UNMAILBOX *' 'APPLY UNMAILBOX user.alice.%' 'APPLY UNMAILBOX NIL' | srv
+	for i in 1 2 3 4; do [[ $(status_n $i) == NO* ]]; done
+	sane; insync; unchanged
+}
+
+# ---------------------------------------------------------------------
+# Numbers
+
+@test "LAST_UID 99999999999999999999 (over 64 bits): NO IMAP_PROTOCOL_BAD_PARAMETERS" {
+	{ hello; mbox 'LAST_UID=99999999999999999999'; } | srv
+	[ "$(status_n 2)" = "NO IMAP_PROTOCOL_BAD_PARAMETERS" ]
+	sane; insync
+	! "$STORE" -C "$T/imapd.conf" dump | grep -q user.alice.New
+}
+
+@test "HIGHESTMODSEQ 18446744073709551616 (2^64): NO IMAP_PROTOCOL_BAD_PARAMETERS" {
+	mbox 'HIGHESTMODSEQ=18446744073709551616' | srv
+	refused "NO IMAP_PROTOCOL_BAD_PARAMETERS"
+}
+
+@test "negative LAST_UID and HIGHESTMODSEQ: NO IMAP_PROTOCOL_BAD_PARAMETERS" {
+	{ mbox 'LAST_UID=-1'; mbox 'HIGHESTMODSEQ=-2'; mbox 'UIDVALIDITY=+7'; } | srv
+	for i in 1 2 3; do [ "$(status_n $i)" = "NO IMAP_PROTOCOL_BAD_PARAMETERS" ]; done
+	sane; insync; unchanged
+}
+
+@test "record with a negative MODSEQ or a UID of 2^64: NO IMAP_PROTOCOL_ERROR" {
+	{
+		hello
+		mbox "RECORD=%(UID 1 MODSEQ -2 LAST_UPDATED 1 FLAGS () INTERNALDATE 1 SIZE 5 GUID $G1)"
+		mbox "RECORD=%(UID 18446744073709551616 MODSEQ 2 LAST_UPDATED 1 FLAGS () INTERNALDATE 1 SIZE 5 GUID $G1)"
+	} | srv
+	[ "$(status_n 2)" = "NO IMAP_PROTOCOL_ERROR Protocol error" ]
+	[ "$(status_n 3)" = "NO IMAP_PROTOCOL_ERROR Protocol error" ]
+	sane; insync
+	! "$STORE" -C "$T/imapd.conf" dump | grep -q user.alice.New
+}
+
+@test "EXPUNGE with a UID over 64 bits: NO, records untouched" {
+	printf 'APPLY EXPUNGE %%(MBOXNAME user.alice UNIQUEID %s UID (1 99999999999999999999))\r\n' \
+	    "$(sed -n 's/^mailbox user.alice uniqueid //p' "$D/base.dump")" | srv
+	[[ $(status_n 1) == NO* ]]
+	sane; insync; unchanged
+}
+
+@test "QUOTA with a negative limit: NO IMAP_PROTOCOL_BAD_PARAMETERS" {
+	printf 'APPLY QUOTA %%(ROOT user.alice LIMIT -5 STORAGE -5 MODSEQ 9)\r\n' | srv
+	refused "NO IMAP_PROTOCOL_BAD_PARAMETERS"
+}
+
+# ---------------------------------------------------------------------
+# Mailbox contents
+
+@test "unknown MBOXTYPE letter: refused, nothing created" {
+	{ hello; mbox 'MBOXTYPE=eQ'; mbox 'MBOXTYPE=e%'; } | srv
+	[[ $(status_n 2) == NO* ]]
+	[[ $(status_n 3) == NO* ]]
+	sane; insync
+	! "$STORE" -C "$T/imapd.conf" dump | grep -q user.alice.New
+}
+
+@test "RECORD with UID > LAST_UID: NO, nothing created" {
+	{ hello; mbox "LAST_UID=1" "RECORD=$(rec 2)"; } | srv
+	[[ $(status_n 2) == NO* ]]
+	sane; insync
+	! "$STORE" -C "$T/imapd.conf" dump | grep -q user.alice.New
+}
+
+@test "records not ascending, or a UID twice: NO, nothing created" {
+	{
+		hello
+		mbox "LAST_UID=3" "HIGHESTMODSEQ=9" "RECORD=$(rec 3) $(rec 2)"
+		mbox "LAST_UID=3" "HIGHESTMODSEQ=9" "RECORD=$(rec 2) $(rec 2)"
+	} | srv
+	[[ $(status_n 2) == NO* ]]
+	[[ $(status_n 3) == NO* ]]
+	sane; insync
+	! "$STORE" -C "$T/imapd.conf" dump | grep -q user.alice.New
+}
+
+@test "UID 0 record: NO" {
+	{ hello; mbox "RECORD=$(rec 0)"; } | srv
+	[[ $(status_n 2) == NO* ]]
+	sane; insync
+	! "$STORE" -C "$T/imapd.conf" dump | grep -q user.alice.New
+}
+
+@test "a new live record whose body is missing: NO Unknown error, nothing created" {
+	mbox | srv
+	refused "NO Unknown error"
+}
+
+@test "new record on an existing mailbox whose body is missing: existing mailbox untouched" {
+	uid=$(sed -n 's/^mailbox user.alice uniqueid //p' "$D/base.dump")
+	v=$(sed -n 's/^mailbox user.alice uidvalidity //p' "$D/base.dump")
+	mbox "UNIQUEID=$uid" "MBOXNAME=user.alice" "UIDVALIDITY=$v" \
+	    "LAST_UID=4" "HIGHESTMODSEQ=99" "RECORD=$(rec 4 1111111111111111111111111111111111111111)" | srv
+	[[ $(status_n 1) == NO* ]]
+	sane; insync; unchanged
+}
+
+@test "keywords: 128 distinct in a mailbox are accepted" {
+	python3 "$HDIR/gen.py" keywords 128 | srv
+	[ "$(status_n 1)" = "OK success" ]
+	sane; insync
+}
+
+@test "keywords: 129 distinct in a mailbox overflow the table: NO IMAP_PROTOCOL_ERROR" {
+	python3 "$HDIR/gen.py" keywords 129 | srv
+	refused "NO IMAP_PROTOCOL_ERROR Protocol error"
+}
+
+@test "keywords: 129 on one record: NO IMAP_PROTOCOL_ERROR" {
+	kws=$(for i in $(seq 0 128); do printf '$k%d ' "$i"; done)
+	{ hello; mbox "RECORD=$(rec 1 "$G1" "${kws% }")"; } | srv
+	[ "$(status_n 2)" = "NO IMAP_PROTOCOL_ERROR Protocol error" ]
+	sane; insync
+	! "$STORE" -C "$T/imapd.conf" dump | grep -q user.alice.New
+}
+
+@test "annotation value of 20 MB: refused, memory bounded, nothing stored" {
+	python3 "$HDIR/gen.py" annot 20971520 | srv --plain
+	[[ $(status_n 1) == NO* || $(status_n 1) == BAD* ]]
+	sane; insync; unchanged
+	python3 "$HDIR/gen.py" annot 20971520 | srv
+	sane; insync; unchanged
+}
+
+@test "lower-case keys are unknown keys: NO IMAP_PROTOCOL_BAD_PARAMETERS" {
+	mbox | sed 's/UNIQUEID/uniqueid/; s/MBOXNAME/mboxname/' | srv
+	refused "NO IMAP_PROTOCOL_BAD_PARAMETERS"
+}
+
+@test "a list where a kvlist is required, and a kvlist for a string: refused" {
+	printf '%s\r\n' 'APPLY MAILBOX (a b c)' 'APPLY UNMAILBOX %(A b)' 'APPLY RESERVE user.alice' 'GET USER (alice)' | srv
+	for i in 1 2 3 4; do [[ $(status_n $i) == NO* ]]; done
+	sane; insync; unchanged
+}
+
+# ---------------------------------------------------------------------
+# Size and shape of the input
+
+@test "10,000-deep nesting: BAD, no stack overflow" {
+	python3 "$HDIR/gen.py" deep 10000 | srv
+	refused "BAD IMAP_PROTOCOL_ERROR Failed to parse GET line"
+}
+
+@test "a list of 2 million items: BAD, memory bounded (plain build)" {
+	python3 "$HDIR/gen.py" list 2000000 | srv --plain --time 120
+	refused "BAD IMAP_PROTOCOL_ERROR Failed to parse GET line"
+}
+
+@test "a list of 2 million items under ASan: BAD, no sanitizer report" {
+	python3 "$HDIR/gen.py" list 2000000 | RSS_MB=1024 srv --time 120
+	RSS_MB=1024
+	refused "BAD IMAP_PROTOCOL_ERROR Failed to parse GET line"
+}
+
+@test "a command word of 1 MB: BAD, stream in sync" {
+	python3 "$HDIR/gen.py" bigword 1048576 | srv
+	[[ $(status_n 1) == BAD* ]]
+	[ "$(printf '%s\n' "$output" | grep -c '^BAD')" -eq 1 ]
+	sane; insync; unchanged
+}
+
+@test "a quoted string of 200 KB (over maxquoted): BAD" {
+	python3 "$HDIR/gen.py" quoted 204800 | srv
+	refused "BAD IMAP_PROTOCOL_ERROR Failed to parse GET line"
+}
+
+@test "a quoted string broken by CRLF: BAD, the next line is a new command" {
+	printf 'GET USER "ali\r\nNOOP\r\n' | srv
+	[ "$(status_n 1)" = "BAD IMAP_PROTOCOL_ERROR Failed to parse GET line" ]
+	[ "$(status_n 2)" = "OK Noop completed" ]
+	sane; insync; unchanged
+}
+
+@test "1000 empty lines: one BAD Null command each" {
+	python3 "$HDIR/gen.py" blank 1000 | srv
+	[ "$(printf '%s\n' "$output" | grep -c '^BAD Null command$')" -eq 1000 ]
+	sane; insync; unchanged
+}
+
+@test "64 KB of binary junk: only BAD replies, store untouched" {
+	python3 "$HDIR/gen.py" junk 65536 7 | srv
+	[ "$(printf '%s\n' "$output" | grep -E -c '^(OK success|\* )')" -eq 0 ]
+	sane; insync; unchanged
+}
+
+@test "junk after a valid command: BAD, the command is not applied" {
+	printf 'APPLY UNMAILBOX user.alice.Sent \001\377\376junk\r\nNOOP \377\r\n' | srv
+	[ "$(status_n 1)" = "BAD IMAP_PROTOCOL_ERROR Failed to parse APPLY line" ]
+	[[ $(status_n 2) == BAD* ]]
+	sane; insync; unchanged
+}
+
+@test "% followed by neither ( nor {: BAD" {
+	printf 'APPLY MAILBOX %%x\r\nAPPLY MAILBOX %%\r\n' | srv
+	[ "$(status_n 1)" = "BAD IMAP_PROTOCOL_ERROR Failed to parse APPLY line" ]
+	[ "$(status_n 2)" = "BAD IMAP_PROTOCOL_ERROR Failed to parse APPLY line" ]
+	sane; insync; unchanged
+}
+
+@test "unbalanced parentheses and a lone NUL byte: BAD" {
+	printf 'GET MAILBOXES ((user.alice)\r\nGET MAILBOXES user.alice))\r\nGET USER \0\r\n' | srv
+	for i in 1 2 3; do [[ $(status_n $i) == BAD* ]]; done
+	sane; insync; unchanged
+}
+
+@test "missing argument, extra arguments, unknown sub-command" {
+	printf 'GET\r\nNOOP extra\r\nAPPLY FROBNICATE user.alice\r\nGET FROBNICATE alice\r\n' | srv
+	[ "$(status_n 1)" = "BAD Missing required argument to Get" ]
+	[ "$(status_n 2)" = "BAD Unexpected extra arguments to Noop" ]
+	[ "$(status_n 3)" = "NO IMAP_PROTOCOL_ERROR Protocol error" ]
+	[ "$(status_n 4)" = "NO IMAP_PROTOCOL_ERROR Protocol error" ]
+	sane; insync; unchanged
+}
+
+# ---------------------------------------------------------------------
+# Limits that must not be too tight: a legitimate big mailbox.
+
+@test "an APPLY MAILBOX with 150,000 records (a real big mailbox) is accepted" {
+	python3 "$HDIR/gen.py" records 150000 | srv --plain --time 120
+	[ "$(status_n 1)" = "OK success" ]
+	sane; insync
+	[ "$("$STORE" -C "$T/imapd.conf" dump | grep -c '^record user.alice.Big ')" -eq 150000 ]
+}
+
+# ---------------------------------------------------------------------
+# Over TCP, before and around authentication.
+
+tcp_start() {
+	P=$(sp_freeport)
+	SYNC_SERVER=$SRV sp_server_start "$T/imapd.conf" "$P"
+}
+
+# tcp: send stdin's bytes on a new connection; $output: all lines after
+# the banner.
+tcp() {
+	output=$(timeout 30 python3 "$HDIR/rawclient.py" "$P" | sed '1,/^\* OK/d')
+}
+
+tcp_sane() {
+	sp_server_stop "$T/imapd.conf"
+	if grep -a -E 'ERROR: AddressSanitizer|runtime error:' "$T/sync_server.log"; then
+		return 1
+	fi
+}
+
+plain() { printf '\0%s\0%s' "$1" "$2" | base64 -w0; }
+plainz() { printf '%s\0%s\0%s' "$1" "$2" "$3" | base64 -w0; }
+
+@test "TCP: GET, APPLY, RESTORE before AUTHENTICATE: NO Please authenticate first" {
+	tcp_start
+	printf '%s\r\n' 'GET USER alice' 'APPLY UNMAILBOX user.alice.Sent' \
+	    'RESTORE MAILBOX %(MBOXNAME user.alice)' 'APPLY UNUSER alice' NOOP | tcp
+	for i in 1 2 3 4; do [ "$(status_n $i)" = "NO Please authenticate first" ]; done
+	[ "$(status_n 5)" = "OK Noop completed" ]
+	[[ $output != *"* MAILBOX"* ]]
+	tcp_sane; unchanged
+}
+
+@test "TCP: a file literal before AUTHENTICATE is drained, never stored" {
+	tcp_start
+	{ printf 'APPLY MESSAGE (%%{default %s 5}\r\nhello)\r\n' "$G1"; printf 'NOOP\r\n'; } | tcp
+	[ "$(status_n 1)" = "NO Please authenticate first" ]
+	[ "$(status_n 2)" = "OK Noop completed" ]
+	tcp_sane; unchanged
+}
+
+@test "TCP: a literal of 99999999999 bytes before AUTHENTICATE: refused, stream in sync" {
+	tcp_start
+	printf 'APPLY ANNOTATION {99999999999+}\r\nNOOP\r\n' | tcp
+	[[ $(status_n 1) == NO* || $(status_n 1) == BAD* ]]
+	[ "$(status_n 2)" = "OK Noop completed" ]
+	tcp_sane; unchanged
+}
+
+@test "TCP: 1 MB of junk before AUTHENTICATE: refused or dropped, store untouched" {
+	tcp_start
+	{ python3 "$HDIR/gen.py" junk 1048576 3; printf 'NOOP\r\n'; } | tcp
+	[[ $output != *"OK success"* ]]
+	tcp_sane; unchanged
+}
+
+@test "TCP: a non-admin user gets NO Permission denied for everything" {
+	tcp_start
+	printf 'AUTHENTICATE PLAIN %s\r\n' "$(plain bob bobpass)" >"$T/in"
+	printf '%s\r\n' 'APPLY UNMAILBOX user.alice.Sent' 'GET USER alice' 'APPLY UNUSER alice' >>"$T/in"
+	tcp <"$T/in"
+	[[ $(status_n 1) == OK* ]]
+	for i in 2 3 4; do [ "$(status_n $i)" = "NO Permission denied" ]; done
+	[[ $output != *"* MAILBOX"* ]]
+	tcp_sane; unchanged
+}
+
+@test "TCP: a non-admin user cannot act as an admin through an authorization id" {
+	tcp_start
+	printf 'AUTHENTICATE PLAIN %s\r\nAPPLY UNMAILBOX user.alice.Sent\r\n' \
+	    "$(plainz repluser bob bobpass)" | tcp
+	[[ $(status_n 1) == NO* ]]
+	[[ $(status_n 2) == NO* ]]
+	tcp_sane; unchanged
+}
+
+@test "TCP: a wrong password is refused and the session stays unauthenticated" {
+	tcp_start
+	printf 'AUTHENTICATE PLAIN %s\r\nAPPLY UNMAILBOX user.alice.Sent\r\nNOOP\r\n' \
+	    "$(plain repluser wrongpass)" | tcp
+	[[ $(status_n 1) == NO* ]]
+	[ "$(status_n 2)" = "NO Please authenticate first" ]
+	[ "$(status_n 3)" = "OK Noop completed" ]
+	tcp_sane; unchanged
+}
+
+@test "TCP: malformed AUTHENTICATE (bad base64, unknown mechanism, 1 MB response)" {
+	tcp_start
+	{
+		printf 'AUTHENTICATE PLAIN !!!notbase64!!!\r\n'
+		printf 'AUTHENTICATE X-NOSUCH\r\n'
+		printf 'AUTHENTICATE PLAIN '; head -c 1048576 /dev/zero | tr '\0' A; printf '\r\n'
+		printf 'APPLY UNMAILBOX user.alice.Sent\r\nNOOP\r\n'
+	} | tcp
+	for i in 1 2 3; do [[ $(status_n $i) == NO* || $(status_n $i) == BAD* ]]; done
+	[[ $output == *"NO Please authenticate first"* ]]
+	tcp_sane; unchanged
+}
+
+# ---------------------------------------------------------------------
+# The client direction: a fake csync server (test/hostile/fakecsync.py)
+# answers sync-send and sync-plan with malformed replies.  The tools must
+# end, with a message and status 69, 75 or 76, and leave the master
+# store and its claimed log alone.
+
+client_setup() {
+	M=$T/imapd.conf
+	echo "sync_log: 1" >>"$M"
+	PLAN=$ROOT/cmd/sync-plan/sync-plan
+	SEND=$ROOT/cmd/sync-send/sync-send
+	TAIL=$ROOT/cmd/synclog-tail/synclog-tail
+	mkdir -p "$T/r"
+	sp_conf "$T/r/imapd.conf"
+	# A change logged, claimed and planned against a real (empty) replica.
+	"$STORE" -C "$M" create user.alice.Drafts
+	"$TAIL" -C "$M" -1 | "$PLAN" -C "$M" -e "$ROOT/cmd/sync_server/sync_server -C $T/r/imapd.conf" >"$T/plan"
+	grep -q '^%commit ' "$T/plan"
+	grep -q '^APPLY MESSAGE' "$T/plan"
+	"$STORE" -C "$M" dump >"$T/master.before"
+	[ -e "$T/conf/sync/log-run" ]
+}
+
+fake() { echo "python3 $HDIR/fakecsync.py $1"; }
+
+# client_ok: exit status one of 69 75 76, a message on stderr, master
+# and claimed log untouched.
+client_ok() {
+	echo "status $status; output: $output"
+	[[ " 69 75 76 " == *" $status "* ]]
+	[ -s "$T/cerr" ]
+	"$STORE" -C "$M" dump | diff -u "$T/master.before" -
+	[ -e "$T/conf/sync/log-run" ]
+}
+
+_send() {
+	FAKE_LOG=$T/fake.log timeout 60 "$SEND" -C "$M" -t 3 -e "$(fake "$1")" <"$T/plan" 2>"$T/cerr"
+}
+
+_plan() {
+	timeout 90 "$PLAN" -C "$M" -u alice -e "$(fake "$1")" 2>"$T/cerr"
+}
+
+send_fake() {
+	run _send "$1"
+	cat "$T/cerr"
+	[ "$status" -ne 124 ] || { echo "sync-send hung"; return 1; }
+}
+
+plan_fake() {
+	run _plan "$1"
+	cat "$T/cerr"
+	[ "$status" -ne 124 ] || { echo "sync-plan hung"; return 1; }
+}
+
+@test "client: a banner that never ends (endless * lines): sync-send gives up" {
+	client_setup
+	send_fake banner-endless
+	client_ok
+}
+
+@test "client: a banner line that never ends (no line end, then silence): timeout" {
+	client_setup
+	send_fake banner-stall
+	client_ok
+}
+
+@test "client: a reply that never ends (silence after a data line): sync-send -t gives up" {
+	client_setup
+	send_fake reply-stall
+	client_ok
+}
+
+@test "client: endless data lines in a reply: sync-send gives up, memory bounded" {
+	client_setup
+	send_fake reply-endless
+	client_ok
+}
+
+@test "client: a 1 GB literal announced, then the server closes: no hang, no 1 GB buffer" {
+	client_setup
+	run python3 "$HDIR/hrun.py" 60 "$T/cout" "$T/cerr" "$T/cstat" -- \
+	    "$SEND" -C "$M" -t 3 -e "$(fake literal-1g)" <"$T/plan"
+	read -r st <"$T/cstat"
+	echo "$st"
+	[[ $st =~ rc=([0-9]+)\ maxrss_kb=([0-9]+)\ timedout=0 ]]
+	status=${BASH_REMATCH[1]}
+	((BASH_REMATCH[2] < 200 * 1024))
+	client_ok
+}
+
+@test "client: a MISSING list of non-GUIDs: a protocol error, nothing read outside the store" {
+	client_setup
+	send_fake bad-missing
+	client_ok
+	# no local file outside the store was sent as a body
+	[ -s "$T/fake.log" ]
+	! grep -a -q 'root:' "$T/fake.log"
+}
+
+@test "client: BYE in the middle of the run: 75, claimed log kept" {
+	client_setup
+	send_fake bye-mid
+	client_ok
+	[ "$status" -eq 75 ]
+}
+
+@test "client: the replica goes away mid-run (EOF): 69 or 75, claimed log kept" {
+	client_setup
+	send_fake eof-mid
+	client_ok
+}
+
+@test "client: BAD as a reply is a protocol error for sync-send: 76" {
+	client_setup
+	send_fake bad-reply
+	client_ok
+	[ "$status" -eq 76 ]
+}
+
+@test "client: sync-plan gets a * MAILBOX without its required keys: 76, nothing planned" {
+	client_setup
+	plan_fake mailbox-missing-keys
+	client_ok
+	[[ $output != *"APPLY MAILBOX"* ]]
+}
+
+@test "client: sync-plan gets a 1 GB literal announced then EOF: no hang" {
+	client_setup
+	plan_fake literal-1g
+	client_ok
+}
+
+@test "client: sync-plan gets BYE mid-stream: 75" {
+	client_setup
+	plan_fake bye-first
+	client_ok
+	[ "$status" -eq 75 ]
+}

@@ -1,0 +1,184 @@
+#!/usr/bin/env bats
+# A real Cyrus 3.6 sync_client against our sync_server over STARTTLS
+# (allowplaintext: no, so PLAIN is only offered under TLS, and COMPRESS
+# is not offered under TLS), and over plain TCP with COMPRESS DEFLATE.
+# In both cases a full user sync must leave our server describing the
+# user as the Cyrus master does, and a second run must send nothing.
+
+load ../helpers
+load interop
+
+setup_file() {
+	export CYRUS_PAIR_SYNC_TIMEOUT=${CYRUS_PAIR_SYNC_TIMEOUT:-120}
+	if ((EUID != 0)); then
+		echo "the Cyrus peers need root (cyrus-pair up)" >&2
+		return 1
+	fi
+	D=$(sp_tmpdir)
+	export D
+	echo "$D" >"$BATS_FILE_TMPDIR/dir"
+	mkdir -p "$D/rec" "$D/tls" "$D/plain"
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 \
+	    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+	    -keyout "$D/key.pem" -out "$D/cert.pem" >/dev/null 2>&1
+	chmod 644 "$D/cert.pem"
+
+	# Our TLS-only server.
+	TLS_PORT=$(sp_freeport)
+	export TLS_PORT
+	sp_conf "$D/tls/imapd.conf" syncpipe-test
+	sed -i 's/^allowplaintext: yes$/allowplaintext: no/' "$D/tls/imapd.conf"
+	cat >>"$D/tls/imapd.conf" <<-EOF
+	tls_server_cert: $D/cert.pem
+	tls_server_key: $D/key.pem
+	EOF
+	sp_sasluser "$D/tls/conf/sasldb2" syncpipe-test repluser replpass
+	sp_server_start "$D/tls/imapd.conf" "$TLS_PORT"
+
+	# Our plain TCP server (COMPRESS DEFLATE on offer, the default).
+	PLAIN_PORT=$(sp_freeport)
+	export PLAIN_PORT
+	sp_conf "$D/plain/imapd.conf" syncpipe-test
+	sp_sasluser "$D/plain/conf/sasldb2" syncpipe-test repluser replpass
+	sp_server_start "$D/plain/imapd.conf" "$PLAIN_PORT"
+
+	# The master's sync_client trusts our self-signed certificate.
+	# Cyrus 3.6.1's sync_client does STARTTLS whenever the server offers
+	# it and does not insist on a verified certificate (it only logs
+	# "verify error"); with tls_client_ca_file it verifies cleanly.
+	cat >"$D/master-tls.conf" <<-EOF
+	tls_client_ca_file: $D/cert.pem
+	EOF
+	cyrus_pair up "$D" --only master --sync-target "127.0.0.1:$TLS_PORT" \
+	    --master-conf "$D/master-tls.conf" >"$D/up.log" 2>&1 ||
+	    { cat "$D/up.log" >&2; return 1; }
+	cyrus_pair populate "$D" alice 30 --seed 11 >"$D/populate.log" 2>&1 ||
+	    { cat "$D/populate.log" >&2; return 1; }
+	rm -f "$D/master/conf/sync/log"
+}
+
+teardown_file() {
+	[[ -n ${D:-} ]] || D=$(cat "$BATS_FILE_TMPDIR/dir" 2>/dev/null) || true
+	[[ -n ${D:-} ]] || return 0
+	cyrus_pair down "$D" >/dev/null 2>&1 || true
+	sp_server_stop "$D/tls/imapd.conf"
+	sp_server_stop "$D/plain/imapd.conf"
+	sp_rmtmp "$D"
+}
+
+# banner PORT [STARTTLS]: our server's banner lines (and, with STARTTLS,
+# the banner after STARTTLS), one a line.
+banner() {
+	python3 - "$@" <<-'EOF'
+	import socket, ssl, sys
+	s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+	f = s.makefile("rb")
+	def lines():
+	    while True:
+	        l = f.readline().decode().rstrip("\r\n")
+	        print(l)
+	        if not l.startswith("* ") or l.startswith("* OK"):
+	            return
+	lines()
+	if len(sys.argv) > 2:
+	    s.sendall(b"STARTTLS\r\n")
+	    print(f.readline().decode().rstrip("\r\n"))
+	    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+	    ctx.check_hostname = False
+	    ctx.verify_mode = ssl.CERT_NONE
+	    s = ctx.wrap_socket(s)
+	    f = s.makefile("rb")
+	    print("[tls]")
+	    lines()
+	EOF
+}
+
+@test "TLS-only server: no mechanism before STARTTLS, PLAIN after, no COMPRESS under TLS" {
+	run banner "$TLS_PORT" STARTTLS
+	echo "$output"
+	[[ $status -eq 0 ]]
+	[[ ${lines[0]} == '* STARTTLS' ]]
+	# Before TLS: no usable (plaintext) mechanism.
+	before=$(printf '%s\n' "$output" | sed '/^\[tls\]$/,$d')
+	! grep -Eq '^\* SASL.*(PLAIN|LOGIN)' <<<"$before"
+	after=$(printf '%s\n' "$output" | sed '1,/^\[tls\]$/d')
+	grep -Eq '^\* SASL .*PLAIN' <<<"$after"
+	! grep -q 'COMPRESS' <<<"$after"
+	! grep -q 'STARTTLS' <<<"$after"
+}
+
+@test "TLS: Cyrus sync_client -u alice does STARTTLS, then PLAIN, and succeeds" {
+	run cyrus_pair sync "$D" --record "$D/rec/tls1.txt" -v -v -u alice
+	printf '%s\n' "$output" | tail -n 15 | cut -c1-200
+	if [[ $status -ne 0 ]]; then
+		OURS=$D/tls ia_server_log
+		ia_master_syslog 20
+		false
+	fi
+	# The plain part of the conversation: banner without mechanisms,
+	# then the client's STARTTLS; no COMPRESS before or after (the rest
+	# of the recording is ciphertext).
+	grep -q '^S: \* STARTTLS' "$D/rec/tls1.txt"
+	grep -q '^C: STARTTLS' "$D/rec/tls1.txt"
+	grep -q '^S: OK' "$D/rec/tls1.txt"
+	! grep -q '^C: AUTHENTICATE' "$D/rec/tls1.txt"
+	! grep -q 'COMPRESS DEFLATE' "$D/rec/tls1.txt"
+	# sync_client's own protocol log (after AUTHENTICATE) shows the data.
+	grep -q 'APPLY MAILBOX' <<<"$output"
+	# The authentication was PLAIN under TLS, by repluser (our log).
+	grep -Eq 'login: .* repluser PLAIN\+TLS ' "$D/tls/sync_server.log" ||
+	    { OURS=$D/tls ia_server_log; false; }
+	# With tls_client_ca_file the client verified our certificate
+	# (without it 3.6.1 logs "verify error:num=18:self-signed
+	# certificate" and carries on regardless).
+	! grep -q 'sync_client.*verify error' "$D/master/log/syslog"
+}
+
+@test "TLS: our server now describes alice as the Cyrus master does" {
+	PORT=$TLS_PORT OURS_CSYNC=csync_tls ia_compare_user alice
+	[[ $(wc -l <"$D/cmp/mboxes.alice") -ge 6 ]]
+	mapfile -t mb <"$D/cmp/mboxes.alice"
+	PORT=$TLS_PORT OURS_CSYNC=csync_tls ia_bodies "${mb[@]}"
+}
+
+@test "TLS: a second sync_client -u alice sends nothing" {
+	run cyrus_pair sync "$D" --record "$D/rec/tls2.txt" -v -v -u alice
+	printf '%s\n' "$output" | tail -n 15 | cut -c1-200
+	[[ $status -eq 0 ]]
+	grep -q '^C: STARTTLS' "$D/rec/tls2.txt"
+	# The recording is ciphertext after STARTTLS: judge from the client's
+	# protocol log instead.
+	grep -q 'GET USER alice' <<<"$output"
+	extra=$(printf '%s\n' "$output" | grep -E '(APPLY|RESTORE|RESERVE) ' |
+	    grep -v 'APPLY CAPABILITIES' || true)
+	[[ -z $extra ]] || { printf '%s\n' "$extra" | cut -c1-200; false; }
+}
+
+@test "plain TCP: Cyrus sync_client compresses (COMPRESS DEFLATE) and succeeds" {
+	run banner "$PLAIN_PORT"
+	echo "$output"
+	grep -qx '\* COMPRESS DEFLATE' <<<"$output"
+	run cyrus_pair sync "$D" --target "127.0.0.1:$PLAIN_PORT" \
+	    --record "$D/rec/plain1.txt" -u alice
+	echo "$output" | tail -n 10
+	[[ $status -eq 0 ]] || { OURS=$D/plain ia_server_log; false; }
+	grep -q '^S: \* COMPRESS DEFLATE' "$D/rec/plain1.txt"
+	grep -q '^C: COMPRESS DEFLATE' "$D/rec/plain1.txt"
+	grep -q '^S: OK' "$D/rec/plain1.txt"
+	grep -q 'DEFLATE compression starts here' "$D/rec/plain1.txt"
+	# What follows COMPRESS was understood by both ends.
+	sed '1,/^C: COMPRESS DEFLATE/d' "$D/rec/plain1.txt" |
+	    grep -q '^C: APPLY MAILBOX'
+	grep -q '^C: EXIT' "$D/rec/plain1.txt"
+}
+
+@test "plain TCP: both sides agree, and a second run sends nothing" {
+	PORT=$PLAIN_PORT ia_compare_user alice
+	mapfile -t mb <"$D/cmp/mboxes.alice"
+	PORT=$PLAIN_PORT ia_bodies "${mb[@]}"
+	run cyrus_pair sync "$D" --target "127.0.0.1:$PLAIN_PORT" \
+	    --record "$D/rec/plain2.txt" -u alice
+	[[ $status -eq 0 ]]
+	grep -q '^C: COMPRESS DEFLATE' "$D/rec/plain2.txt"
+	ia_nothing_sent "$D/rec/plain2.txt"
+}
