@@ -2495,27 +2495,34 @@ store_ingest_place(struct store_ingest *ig, struct store_ingest_file *f)
 	struct store *s = ig->s;
 	const char *dir = conf_partition_path(s->conf, f->partition);
 	char path[4096], d[4096];
-	struct stat sb;
 
 	if (dir == NULL) {
 		store_seterr(s, "partition %s is not configured", f->partition);
 		return -1;
 	}
-	if (store_fmt(s, d, sizeof(d), "%s/bodies", dir) == -1 ||
-	    store_mkdir(s, d) == -1 ||
-	    store_fmt(s, d, sizeof(d), "%s/bodies/%.2s", dir, f->guid) == -1 ||
-	    store_mkdir(s, d) == -1 ||
-	    store_fmt(s, d, sizeof(d), "%s/bodies/%.2s/%.2s", dir, f->guid,
+	if (store_fmt(s, d, sizeof(d), "%s/bodies/%.2s/%.2s", dir, f->guid,
 	    f->guid + 2) == -1 ||
-	    store_mkdir(s, d) == -1 ||
 	    store_fmt(s, path, sizeof(path), "%s/%s", d, f->guid) == -1)
 		return -1;
-	if (stat(path, &sb) == 0) {
-		/* Same GUID, same bytes: the copy in place stays. */
-		unlink(f->tmp);
-	} else if (rename(f->tmp, path) == -1) {
-		store_seterr(s, "%s: rename: %s", path, strerror(errno));
-		return -1;
+	/*
+	 * The fan-out directories usually exist: try the rename first and
+	 * create them only when it says they don't.  A body already in
+	 * place has the same bytes (same GUID), so replacing it is harmless.
+	 */
+	if (rename(f->tmp, path) == -1) {
+		if (errno != ENOENT ||
+		    store_fmt(s, d, sizeof(d), "%s/bodies", dir) == -1 ||
+		    store_mkdir(s, d) == -1 ||
+		    store_fmt(s, d, sizeof(d), "%s/bodies/%.2s", dir,
+		    f->guid) == -1 ||
+		    store_mkdir(s, d) == -1 ||
+		    store_fmt(s, d, sizeof(d), "%s/bodies/%.2s/%.2s", dir,
+		    f->guid, f->guid + 2) == -1 ||
+		    store_mkdir(s, d) == -1 || rename(f->tmp, path) == -1) {
+			store_seterr(s, "%s: rename: %s", path,
+			    strerror(errno));
+			return -1;
+		}
 	}
 	f->tmp[0] = '\0';
 	f->state = ING_DONE;

@@ -162,7 +162,8 @@ unchanged() {
 	    -not -name out -not -name err -not -name status -not -name rc \
 	    -not -name rss -not -name after.dump -not -name verify.out \
 	    -not -name imapd.conf -not -name sync_server.log \
-	    -not -name sync_server.pid -not -name spool -not -name bodies
+	    -not -name sync_server.pid -not -name in -not -path "$T/spool" \
+	    -not -path "$T/spool/bodies" -not -path "$T/spool/stage"
 	[ "$output" = "" ] || { echo "new files: $output"; return 1; }
 	# a staging area left behind is a leak too
 	run find "$T/spool" -type f -not -path "$T/spool/bodies/*"
@@ -434,6 +435,7 @@ smuggle_body() {	# a body that is itself a destructive command
 @test "SEEN, SUB and UNUSER for a userid with .. and /: refused, alice untouched" {
 	printf '%s\r\n' 'APPLY SEEN %(USERID ../alice UNIQUEID x LASTREAD 1 LASTUID 1 LASTCHANGE 1 SEENUIDS 1)' \
 	    'APPLY SUB %(USERID a/b MBOXNAME user.alice)' 'APPLY UNUSER ../alice' 'APPLY UNUSER ""' | srv
+	printf '%s\n' "$output"
 	for i in 1 2 3 4; do [[ $(status_n $i) == NO* ]]; done
 	sane; insync; unchanged
 }
@@ -644,7 +646,10 @@ smuggle_body() {	# a body that is itself a destructive command
 
 @test "unbalanced parentheses and a lone NUL byte: BAD" {
 	printf 'GET MAILBOXES ((user.alice)\r\nGET MAILBOXES user.alice))\r\nGET USER \0\r\n' | srv
-	for i in 1 2 3; do [[ $(status_n $i) == BAD* ]]; done
+	for i in 1 2; do [[ $(status_n $i) == BAD* ]]; done
+	# a NUL userid may be refused or be nobody, never somebody
+	[[ $(status_n 3) == BAD* || $(status_n 3) == NO* || $(status_n 3) == "OK success" ]]
+	[[ $output != *"* MAILBOX"* ]]
 	sane; insync; unchanged
 }
 
@@ -712,6 +717,7 @@ plainz() { printf '%s\0%s\0%s' "$1" "$2" "$3" | base64 -w0; }
 @test "TCP: a literal of 99999999999 bytes before AUTHENTICATE: refused, stream in sync" {
 	tcp_start
 	printf 'APPLY ANNOTATION {99999999999+}\r\nNOOP\r\n' | tcp
+	printf '%s\n' "$output"
 	[[ $(status_n 1) == NO* || $(status_n 1) == BAD* ]]
 	[ "$(status_n 2)" = "OK Noop completed" ]
 	tcp_sane; unchanged

@@ -356,7 +356,7 @@ nbodies() {
 	run ss deliver
 	[ "$status" -eq 64 ]
 	[ "${#lines[@]}" -eq 1 ]
-	[ "$output" = "usage: sync-store [-C config] deliver mailbox [--flags flag,...] [--date epoch]" ]
+	[ "$output" = "usage: sync-store [-C config] deliver mailbox [--flags flag,...] [--date epoch] [file ...]" ]
 	run ss create user.a --bogus x
 	[ "$status" -eq 64 ]
 	run ss deliver user.a --date yesterday < /dev/null

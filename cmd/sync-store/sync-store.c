@@ -53,8 +53,8 @@ static const struct verbdef {
 } verbs[] = {
 	{ "create", verb_create, 1, 1, O_PARTITION | O_SPECIALUSE,
 	    "create mailbox [--partition name] [--specialuse use]" },
-	{ "deliver", verb_deliver, 1, 1, O_FLAGS | O_DATE,
-	    "deliver mailbox [--flags flag,...] [--date epoch]" },
+	{ "deliver", verb_deliver, 1, SS_MAXARGS, O_FLAGS | O_DATE,
+	    "deliver mailbox [--flags flag,...] [--date epoch] [file ...]" },
 	{ "flag", verb_flag, 3, SS_MAXARGS, 0,
 	    "flag | unflag mailbox uidset flag ..." },
 	{ "unflag", verb_unflag, 3, SS_MAXARGS, 0,

@@ -21,7 +21,7 @@ struct sqlite3_stmt;
 #define SS_TEMPFAIL	75	/* EX_TEMPFAIL: database busy, retry */
 #define SS_CONFIG	78	/* EX_CONFIG */
 
-#define SS_MAXARGS	8
+#define SS_MAXARGS	4096
 
 struct ss {
 	const char	*verb;

@@ -17,6 +17,8 @@
 
 #include "conf.h"
 #include "names.h"
+#include <openssl/evp.h>
+
 #include "store.h"
 #include "sync-store.h"
 
@@ -420,20 +422,28 @@ struct delivery {
 	int64_t		 idate;		/* -1: now */
 };
 
+/* One message to deliver: its bytes' GUID and size. */
+struct body {
+	char		 guid[41];
+	size_t		 len;
+};
+
 /*
- * One delivery attempt.  The body was written before the transaction;
- * it is checked again inside it because gc may have removed an old copy
- * of the same body in between (then *retry is set).
+ * One delivery attempt of n messages, in one transaction.  The bodies
+ * were made durable before it; they are checked again inside it because
+ * gc may have removed an old copy of the same body in between (then
+ * *retry is set).
  */
 static int
 deliver_once(struct ss *ss, const char *name, const char *part,
-    const char *guid, size_t len, const struct delivery *dv, uint32_t *uidp,
-    int *retry)
+    const struct body *b, size_t n, const struct delivery *dv,
+    uint32_t *uids, int *retry)
 {
 	struct store_mailbox mb;
 	struct store_record rec;
 	uint64_t ms;
 	time_t now = time(NULL);
+	size_t i;
 	int r = 0, rc;
 
 	*retry = 0;
@@ -443,51 +453,104 @@ deliver_once(struct ss *ss, const char *name, const char *part,
 		ss_rollback(ss);
 		return rc;
 	}
-	if (mb.partition == NULL || strcmp(mb.partition, part) != 0 ||
-	    (r = store_body_exists(ss->store, part, guid)) == 0) {
-		*retry = 1;
-		rc = SS_FAIL;
-		goto fail;
+	for (i = 0; i < n; i++) {
+		if (mb.partition == NULL || strcmp(mb.partition, part) != 0 ||
+		    (r = store_body_exists(ss->store, part, b[i].guid)) == 0) {
+			*retry = 1;
+			rc = SS_FAIL;
+			goto fail;
+		}
+		if (r == -1) {
+			rc = ss_storefail(ss, b[i].guid);
+			goto fail;
+		}
+		if (mb.last_uid >= UINT32_MAX - 1) {
+			ss_err(ss, name, "no UIDs left");
+			rc = SS_FAIL;
+			goto fail;
+		}
+		if ((rc = mailbox_modseq(ss, &mb, &ms)) != SS_OK)
+			goto fail;
+		memset(&rec, 0, sizeof(rec));
+		rec.uid = mb.last_uid + 1;
+		rec.modseq = ms;
+		rec.last_updated = now;
+		rec.internaldate = dv->idate != -1 ? dv->idate : now;
+		rec.size = (uint32_t)b[i].len;
+		strlcpy(rec.guid, b[i].guid, sizeof(rec.guid));
+		rec.sysflags = dv->sf;
+		rec.keywords = dv->keywords;
+		rec.savedate = now;
+		rec.createdmodseq = ms;
+		if (store_record_put(ss->store, mb.id, &rec) != 0) {
+			rc = ss_storefail(ss, name);
+			goto fail;
+		}
+		mb.last_uid = rec.uid;
+		mb.highestmodseq = ms;
+		mb.last_appenddate = now;
+		uids[i] = rec.uid;
 	}
-	if (r == -1) {
-		rc = ss_storefail(ss, guid);
-		goto fail;
-	}
-	if (mb.last_uid >= UINT32_MAX - 1) {
-		ss_err(ss, name, "no UIDs left");
-		rc = SS_FAIL;
-		goto fail;
-	}
-	if ((rc = mailbox_modseq(ss, &mb, &ms)) != SS_OK)
-		goto fail;
-	memset(&rec, 0, sizeof(rec));
-	rec.uid = mb.last_uid + 1;
-	rec.modseq = ms;
-	rec.last_updated = now;
-	rec.internaldate = dv->idate != -1 ? dv->idate : now;
-	rec.size = (uint32_t)len;
-	strlcpy(rec.guid, guid, sizeof(rec.guid));
-	rec.sysflags = dv->sf;
-	rec.keywords = dv->keywords;
-	rec.savedate = now;
-	rec.createdmodseq = ms;
-	if (store_record_put(ss->store, mb.id, &rec) != 0) {
-		rc = ss_storefail(ss, name);
-		goto fail;
-	}
-	mb.last_uid = rec.uid;
-	mb.highestmodseq = ms;
-	mb.last_appenddate = now;
 	if (store_mailbox_update(ss->store, &mb) != 0) {
 		rc = ss_storefail(ss, name);
 		goto fail;
 	}
 	store_mailbox_clear(&mb);
-	*uidp = rec.uid;
 	return ss_commit(ss, name);
 fail:
 	store_mailbox_clear(&mb);
 	ss_rollback(ss);
+	return rc;
+}
+
+/* SHA-1 of a buffer as 40 lower-case hex digits. */
+static int
+body_guid(const char *buf, size_t len, char guid[41])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0, i;
+
+	if (EVP_Digest(buf, len, md, &mdlen, EVP_sha1(), NULL) != 1 ||
+	    mdlen != 20)
+		return -1;
+	for (i = 0; i < 20; i++)
+		snprintf(guid + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
+/*
+ * Bring the messages' bodies into the partition as one batch: one flush
+ * for all of them, however many there are.
+ */
+static int
+ingest_bodies(struct ss *ss, const char *part, char **bufs, struct body *b,
+    size_t n)
+{
+	struct store_ingest *ig = store_ingest_begin(ss->store);
+	size_t i;
+	int rc = SS_OK;
+
+	if (ig == NULL)
+		return ss_storefail(ss, "body");
+	for (i = 0; i < n && rc == SS_OK; i++) {
+		void *h;
+
+		if (body_guid(bufs[i], b[i].len, b[i].guid) == -1) {
+			ss_err(ss, "body", "cannot hash");
+			rc = SS_FAIL;
+			break;
+		}
+		h = store_ingest_open(ig, part, b[i].guid, b[i].len);
+		if (h == NULL ||
+		    store_ingest_write(ig, h, bufs[i], b[i].len) == -1 ||
+		    store_ingest_close(ig, h, 1) == -1)
+			rc = ss_storefail(ss, "body");
+	}
+	if (rc == SS_OK && store_ingest_commit(ig) == -1)
+		rc = ss_storefail(ss, "body");
+	if (rc != SS_OK)
+		store_ingest_abort(ig);
+	store_ingest_free(ig);
 	return rc;
 }
 
@@ -498,10 +561,11 @@ verb_deliver(struct ss *ss)
 	struct flagset fs;
 	const char *name = ss->args[0];
 	struct delivery dv;
-	char guid[41], *part = NULL, *buf = NULL;
-	size_t len;
-	uint32_t uid = 0;
-	int rc, retry = 0, attempt;
+	struct body *b = NULL;
+	char *part = NULL, **bufs = NULL;
+	uint32_t *uids = NULL;
+	size_t n, i;
+	int rc = SS_OK, retry = 0, attempt;
 
 	memset(&dv, 0, sizeof(dv));
 	dv.idate = -1;
@@ -518,10 +582,31 @@ verb_deliver(struct ss *ss)
 	flagset_free(&fs);
 	if (dv.keywords == NULL)
 		return SS_FAIL;
-	if (ss_read_fd(STDIN_FILENO, UINT32_MAX, &buf, &len) == -1) {
-		ss_err(ss, "stdin", "%s", strerror(errno));
-		free(dv.keywords);
-		return SS_FAIL;
+	/* Standard input, or each file named after the mailbox. */
+	n = ss->nargs > 1 ? (size_t)ss->nargs - 1 : 1;
+	b = calloc(n, sizeof(*b));
+	bufs = calloc(n, sizeof(*bufs));
+	uids = calloc(n, sizeof(*uids));
+	if (b == NULL || bufs == NULL || uids == NULL) {
+		ss_err(ss, name, "%s", strerror(errno));
+		rc = SS_FAIL;
+		goto done;
+	}
+	for (i = 0; i < n; i++) {
+		const char *src = ss->nargs > 1 ? ss->args[i + 1] : "stdin";
+		int fd = ss->nargs > 1 ? open(src, O_RDONLY | O_CLOEXEC) :
+		    STDIN_FILENO;
+
+		if (fd == -1 || ss_read_fd(fd, UINT32_MAX, &bufs[i],
+		    &b[i].len) == -1) {
+			ss_err(ss, src, "%s", strerror(errno));
+			if (fd > STDIN_FILENO)
+				close(fd);
+			rc = SS_FAIL;
+			goto done;
+		}
+		if (fd != STDIN_FILENO)
+			close(fd);
 	}
 	for (attempt = 0; attempt < 3; attempt++) {
 		if ((rc = get_mailbox(ss, name, &mb)) != SS_OK)
@@ -534,21 +619,24 @@ verb_deliver(struct ss *ss)
 			rc = SS_FAIL;
 			break;
 		}
-		if (store_body_add(ss->store, part, buf, len, guid) != 0) {
-			rc = ss_storefail(ss, "body");
+		if ((rc = ingest_bodies(ss, part, bufs, b, n)) != SS_OK)
 			break;
-		}
-		rc = deliver_once(ss, name, part, guid, len, &dv, &uid,
-		    &retry);
+		rc = deliver_once(ss, name, part, b, n, &dv, uids, &retry);
 		if (!retry)
 			break;
 	}
 	if (rc == SS_FAIL && retry)
 		ss_err(ss, name, "mailbox or body changed during delivery");
 	if (rc == SS_OK)
-		printf("%u\n", uid);
+		for (i = 0; i < n; i++)
+			printf("%u\n", uids[i]);
+done:
+	for (i = 0; bufs != NULL && i < n; i++)
+		free(bufs[i]);
+	free(bufs);
+	free(b);
+	free(uids);
 	free(part);
-	free(buf);
 	free(dv.keywords);
 	return rc;
 }

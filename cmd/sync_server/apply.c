@@ -22,6 +22,7 @@
 
 #include "conf.h"
 #include "dlist.h"
+#include "mbdl.h"
 #include "names.h"
 #include "prot.h"
 #include "server.h"
@@ -180,19 +181,6 @@ apply_options(const char *in, char out[5])
 	out[n] = '\0';
 }
 
-static void
-apply_annots_free(struct store_annot *a, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		free(a[i].entry);
-		free(a[i].userid);
-		free(a[i].value);
-	}
-	free(a);
-}
-
 static int
 apply_annot_cmp(const void *va, const void *vb)
 {
@@ -297,7 +285,7 @@ apply_parse_annots(const struct dlist *list, struct store_annot **out,
 	*nout = n;
 	return 0;
 bad:
-	apply_annots_free(a, n);
+	store_annots_free(a, n);
 	return -1;
 }
 
@@ -318,78 +306,55 @@ apply_keyword_valid(const char *s, size_t len)
 	return 1;
 }
 
+/*
+ * FLAGS through the codec, then what the store needs on top: no NUL in
+ * any flag, keywords that survive being written back raw as atoms, one
+ * spelling per keyword (matched case-insensitively, the first stays) and
+ * at most MAX_USER_FLAGS of them.
+ */
 static int
 apply_parse_flags(const struct dlist *list, struct store_record *r)
 {
-	static const struct { const char *name; unsigned bit; } sys[] = {
-		{ "\\seen", SF_SEEN }, { "\\expunged", SF_EXPUNGED },
-		{ "\\answered", SF_ANSWERED }, { "\\flagged", SF_FLAGGED },
-		{ "\\deleted", SF_DELETED }, { "\\draft", SF_DRAFT },
-	};
 	const struct dlist *it;
-	char *kw = NULL, *nkw;
-	size_t kwlen = 0, nkw_count = 0, i;
+	char err[128], word[MAX_KEYWORD + 1], *kw, *p, *o, *q;
+	size_t len, n = 0, ql;
+	int dup;
 
 	if (list == NULL || list->kind != DL_LIST)
 		return -1;
-	for (it = list->head; it != NULL; it = it->next) {
-		if ((it->kind != DL_FLAG && it->kind != DL_STRING) ||
-		    memchr(it->s, '\0', it->len) != NULL)
+	for (it = list->head; it != NULL; it = it->next)
+		if (it->s != NULL && memchr(it->s, '\0', it->len) != NULL)
+			return -1;
+	if (mbdl_parse_flags(list, &r->sysflags, &kw, err, sizeof(err)) == -1)
+		return -1;
+	for (p = o = kw; p != NULL && *p != '\0'; p += len + (p[len] == ' ')) {
+		len = strcspn(p, " ");
+		if (len >= sizeof(word))
 			goto bad;
-		if (it->s[0] == '\\') {
-			for (i = 0; i < sizeof(sys) / sizeof(sys[0]); i++)
-				if (strcasecmp(it->s, sys[i].name) == 0)
-					r->sysflags |= sys[i].bit;
-			/* Other system flags (\Recent) are not stored. */
+		memcpy(word, p, len);
+		word[len] = '\0';
+		if (!apply_keyword_valid(word, len))
+			goto bad;
+		for (dup = 0, q = kw; q < o && !dup; q += ql + 1) {
+			ql = strcspn(q, " ");
+			dup = ql == len && strncasecmp(q, word, len) == 0;
+		}
+		if (dup)
 			continue;
-		}
-		if (!apply_keyword_valid(it->s, it->len))
+		if (++n > MAX_USER_FLAGS)
 			goto bad;
-		/* Keywords match case-insensitively; the first spelling
-		 * stays. */
-		if (kw != NULL) {
-			const char *p = kw;
-			int dup = 0;
-
-			while (*p != '\0') {
-				size_t wl = strcspn(p, " ");
-
-				if (wl == it->len &&
-				    strncasecmp(p, it->s, wl) == 0)
-					dup = 1;
-				p += wl;
-				if (*p == ' ')
-					p++;
-			}
-			if (dup)
-				continue;
-		}
-		if (++nkw_count > MAX_USER_FLAGS)
-			goto bad;
-		if ((nkw = realloc(kw, kwlen + it->len + 2)) == NULL)
-			goto bad;
-		kw = nkw;
-		if (kwlen > 0)
-			kw[kwlen++] = ' ';
-		memcpy(kw + kwlen, it->s, it->len);
-		kwlen += it->len;
-		kw[kwlen] = '\0';
+		if (o > kw)
+			*o++ = ' ';
+		memmove(o, word, len);
+		o += len;
 	}
+	if (o != NULL)
+		*o = '\0';
 	r->keywords = kw;
 	return 0;
 bad:
 	free(kw);
 	return -1;
-}
-
-static void
-apply_record_free(struct store_record *r)
-{
-	free(r->keywords);
-	r->keywords = NULL;
-	apply_annots_free(r->annots, r->nannots);
-	r->annots = NULL;
-	r->nannots = 0;
 }
 
 /* One RECORD item; -1 for anything malformed. */
@@ -414,7 +379,7 @@ apply_parse_record(const struct dlist *kl, struct store_record *r)
 		return -1;
 	if (apply_parse_annots(dlist_child(kl, "ANNOTATIONS"), &r->annots,
 	    &r->nannots, r) == -1) {
-		apply_record_free(r);
+		store_record_clear(r);
 		return -1;
 	}
 	return 0;
@@ -426,7 +391,7 @@ apply_recs_free(struct apply_rec *v, size_t n)
 	size_t i;
 
 	for (i = 0; i < n; i++)
-		apply_record_free(&v[i].r);
+		store_record_clear(&v[i].r);
 	free(v);
 }
 
@@ -645,10 +610,88 @@ apply_body_size(struct sv *sv, const char *part, const char *guid)
  * missing, we find that in the dry run and refuse before changing
  * anything.  *keep asks the caller to commit despite a failure result.
  */
+/* MBOXTYPE (optional) in its canonical form; -1 if malformed. */
+static int
+apply_parse_mbtype(const struct dlist *kl, char *mbtype, size_t size)
+{
+	const char *type_in = "";
+
+	if (dlist_child(kl, "MBOXTYPE") != NULL &&
+	    dlist_getatom(kl, "MBOXTYPE", &type_in) == -1)
+		return -1;
+	return apply_mbtype(type_in, mbtype, size);
+}
+
+/* RECORD and ANNOTATIONS of a MAILBOX; -1 (nothing to free) if bad. */
+static int
+apply_parse_contents(const struct dlist *kl, struct apply_rec **recs,
+    size_t *nrecs, struct store_annot **annots, size_t *nannots)
+{
+	*annots = NULL;
+	*nannots = 0;
+	if (apply_parse_records(dlist_child(kl, "RECORD"), recs, nrecs) == -1)
+		return -1;
+	if (apply_parse_annots(dlist_child(kl, "ANNOTATIONS"), annots,
+	    nannots, NULL) == -1) {
+		apply_recs_free(*recs, *nrecs);
+		*recs = NULL;
+		*nrecs = 0;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Create the mailbox nw describes and read it back into mb.  An
+ * unconfigured partition, a taken name or uniqueid are refused.
+ */
+static enum sv_result
+apply_create_get(struct sv *sv, struct store_mailbox *nw,
+    struct store_mailbox *mb, const char *what)
+{
+	int r;
+
+	memset(mb, 0, sizeof(*mb));
+	if (conf_partition_path(sv->conf, nw->partition) == NULL) {
+		sv_log(LOG_ERR, "APPLY %s %s: partition %s is not configured",
+		    what, nw->name, nw->partition);
+		return SV_UNKNOWN;
+	}
+	r = apply_mailbox_create(sv, nw);
+	if (r == STORE_EXISTS)
+		return SV_MAILBOX_MOVED;
+	if (r != 0 || store_mailbox_get(sv->store, nw->name, mb) != 0) {
+		store_mailbox_clear(mb);
+		return apply_store_failed(sv, what);
+	}
+	return SV_OK;
+}
+
+/*
+ * A new record's size is its body's; -1 if a live record's body is not
+ * on the partition.
+ */
+static int
+apply_new_body(struct sv *sv, const struct store_mailbox *mb,
+    struct store_record *nr)
+{
+	int64_t size = apply_body_size(sv, mb->partition, nr->guid);
+
+	if (size >= 0)
+		nr->size = (uint32_t)size;
+	else if (!(nr->sysflags & SF_EXPUNGED)) {
+		sv_log(LOG_ERR, "APPLY %s: uid %" PRIu32 ": body %s not on "
+		    "partition %s", mb->name, nr->uid, nr->guid,
+		    mb->partition);
+		return -1;
+	}
+	return 0;
+}
+
 static enum sv_result
 apply_mailbox(struct sv *sv, const struct dlist *kl, int *keep)
 {
-	const char *uniqueid, *name, *type_in, *part, *acl, *opts;
+	const char *uniqueid, *name, *part, *acl, *opts;
 	char mbtype[16], options[5];
 	uint64_t hms, createdmodseq = 0, foldermodseq = 0, xconvmodseq = 0;
 	uint64_t raclmodseq = 0, since_modseq = 0;
@@ -656,7 +699,7 @@ apply_mailbox(struct sv *sv, const struct dlist *kl, int *keep)
 	uint32_t sync_crc_annot = 0, since_crc = 0, since_crc_annot = 0;
 	uint32_t crc, crc_annot;
 	int64_t recenttime, last_appenddate, pop3_last_login;
-	int64_t pop3_show_after = 0, size;
+	int64_t pop3_show_after = 0;
 	struct apply_rec *recs = NULL;
 	struct store_annot *annots = NULL;
 	struct store_mailbox mb, other, nw;
@@ -672,11 +715,7 @@ apply_mailbox(struct sv *sv, const struct dlist *kl, int *keep)
 		return SV_BAD_PARAMETERS;
 	if (!apply_uniqueid_valid(uniqueid) || !mboxname_valid(name))
 		return SV_BAD_PARAMETERS;
-	type_in = "";
-	if (dlist_child(kl, "MBOXTYPE") != NULL &&
-	    dlist_getatom(kl, "MBOXTYPE", &type_in) == -1)
-		return SV_BAD_PARAMETERS;
-	if (apply_mbtype(type_in, mbtype, sizeof(mbtype)) == -1)
+	if (apply_parse_mbtype(kl, mbtype, sizeof(mbtype)) == -1)
 		return SV_BAD_PARAMETERS;
 	if (mbtype[0] == 'f' && !sv->sieve_mailbox)
 		return SV_BAD_PARAMETERS;
@@ -708,15 +747,10 @@ apply_mailbox(struct sv *sv, const struct dlist *kl, int *keep)
 	    strchr(acl, '\r') != NULL)
 		return SV_BAD_PARAMETERS;
 	apply_options(opts, options);
-	if (apply_parse_records(dlist_child(kl, "RECORD"), &recs, &nrecs) == -1)
+	if (apply_parse_contents(kl, &recs, &nrecs, &annots, &nannots) == -1)
 		return SV_PROTOCOL_ERROR;
 	if (nrecs > 0 && recs[nrecs - 1].r.uid > last_uid && !sv->force) {
 		/* The peer asserts on this; we refuse it. */
-		res = SV_PROTOCOL_ERROR;
-		goto out;
-	}
-	if (apply_parse_annots(dlist_child(kl, "ANNOTATIONS"), &annots,
-	    &nannots, NULL) == -1) {
 		res = SV_PROTOCOL_ERROR;
 		goto out;
 	}
@@ -754,12 +788,6 @@ apply_mailbox(struct sv *sv, const struct dlist *kl, int *keep)
 			res = SV_MAILBOX_MOVED;
 			goto out;
 		}
-		if (conf_partition_path(sv->conf, part) == NULL) {
-			sv_log(LOG_ERR, "APPLY MAILBOX %s: partition %s is "
-			    "not configured", name, part);
-			res = SV_UNKNOWN;
-			goto out;
-		}
 		memset(&nw, 0, sizeof(nw));
 		nw.uniqueid = (char *)uniqueid;
 		nw.name = (char *)name;
@@ -770,20 +798,8 @@ apply_mailbox(struct sv *sv, const struct dlist *kl, int *keep)
 		nw.uidvalidity = uidvalidity;
 		nw.createdmodseq = createdmodseq;
 		nw.foldermodseq = foldermodseq;
-		r = apply_mailbox_create(sv, &nw);
-		if (r == STORE_EXISTS) {
-			res = SV_MAILBOX_MOVED;
+		if ((res = apply_create_get(sv, &nw, &mb, "MAILBOX")) != SV_OK)
 			goto out;
-		}
-		if (r != 0) {
-			res = apply_store_failed(sv, "MAILBOX");
-			goto out;
-		}
-		memset(&mb, 0, sizeof(mb));
-		if (store_mailbox_get(sv->store, name, &mb) != 0) {
-			res = apply_store_failed(sv, "MAILBOX");
-			goto out;
-		}
 		have_mb = 1;
 		created = 1;
 		/* A new mailbox starts from nothing: every record is new. */
@@ -847,13 +863,7 @@ apply_mailbox(struct sv *sv, const struct dlist *kl, int *keep)
 			recs[i].act = ACT_SKIP;	/* already purged here */
 		} else {
 			recs[i].act = ACT_APPEND;
-			size = apply_body_size(sv, mb.partition, nr->guid);
-			if (size >= 0)
-				nr->size = (uint32_t)size;
-			else if (!nexp) {
-				sv_log(LOG_ERR, "APPLY MAILBOX %s: uid %" PRIu32
-				    ": body %s not on partition %s", name,
-				    nr->uid, nr->guid, mb.partition);
+			if (apply_new_body(sv, &mb, nr) == -1) {
 				res = SV_UNKNOWN;
 				goto out;
 			}
@@ -934,7 +944,7 @@ out:
 	if (have_mb)
 		store_mailbox_clear(&mb);
 	apply_recs_free(recs, nrecs);
-	apply_annots_free(annots, nannots);
+	store_annots_free(annots, nannots);
 	return res;
 }
 
@@ -1637,7 +1647,7 @@ static enum sv_result
 apply_restore_mailbox(struct sv *sv, const struct dlist *kl)
 {
 	const char *name, *uniqueid = NULL, *part = NULL, *acl = "";
-	const char *opts = "", *type_in = "";
+	const char *opts = "";
 	char mbtype[16], options[5], uuid[37];
 	struct apply_rec *recs = NULL;
 	struct store_annot *annots = NULL, *have = NULL;
@@ -1648,15 +1658,12 @@ apply_restore_mailbox(struct sv *sv, const struct dlist *kl)
 	enum sv_result res = SV_OK;
 	char *user = NULL;
 	int r, exists, preserve;
-	int64_t size;
 
 	if (kl->kind != DL_KVLIST ||
 	    dlist_getatom(kl, "MBOXNAME", &name) == -1 ||
 	    !mboxname_valid(name))
 		return SV_BAD_PARAMETERS;
-	if ((dlist_child(kl, "MBOXTYPE") != NULL &&
-	    dlist_getatom(kl, "MBOXTYPE", &type_in) == -1) ||
-	    apply_mbtype(type_in, mbtype, sizeof(mbtype)) == -1 ||
+	if (apply_parse_mbtype(kl, mbtype, sizeof(mbtype)) == -1 ||
 	    apply_entry_only(mbtype))
 		return SV_BAD_PARAMETERS;
 	if (mbtype[0] == 'f' && !sv->sieve_mailbox)
@@ -1678,13 +1685,8 @@ apply_restore_mailbox(struct sv *sv, const struct dlist *kl)
 	if (!partition_name_valid(part))
 		return SV_BAD_PARAMETERS;
 	apply_options(opts, options);
-	if (apply_parse_records(dlist_child(kl, "RECORD"), &recs, &nrecs) == -1)
+	if (apply_parse_contents(kl, &recs, &nrecs, &annots, &nannots) == -1)
 		return SV_PROTOCOL_ERROR;
-	if (apply_parse_annots(dlist_child(kl, "ANNOTATIONS"), &annots,
-	    &nannots, NULL) == -1) {
-		apply_recs_free(recs, nrecs);
-		return SV_PROTOCOL_ERROR;
-	}
 	if ((user = apply_user_of(name)) == NULL) {
 		res = SV_UNKNOWN;
 		goto out;
@@ -1704,10 +1706,6 @@ apply_restore_mailbox(struct sv *sv, const struct dlist *kl)
 	}
 	preserve = !exists && uniqueid != NULL && hms != 0 && uidvalidity != 0;
 	if (!exists) {
-		if (conf_partition_path(sv->conf, part) == NULL) {
-			res = SV_UNKNOWN;
-			goto out;
-		}
 		if (!preserve) {
 			apply_make_uuid(uuid);
 			uniqueid = uuid;
@@ -1721,27 +1719,15 @@ apply_restore_mailbox(struct sv *sv, const struct dlist *kl)
 		nw.acl = (char *)acl;
 		nw.options = options;
 		nw.uidvalidity = uidvalidity;
-		r = apply_mailbox_create(sv, &nw);
-		if (r == STORE_EXISTS) {
-			res = SV_MAILBOX_MOVED;
+		if ((res = apply_create_get(sv, &nw, &mb, "RESTORE")) != SV_OK)
 			goto out;
-		}
-		memset(&mb, 0, sizeof(mb));
-		if (r != 0 || store_mailbox_get(sv->store, name, &mb) != 0) {
-			res = apply_store_failed(sv, "RESTORE");
-			goto out;
-		}
 	}
 	/* Every body must be here before anything is written. */
-	for (i = 0; i < nrecs; i++) {
-		size = apply_body_size(sv, mb.partition, recs[i].r.guid);
-		if (size >= 0)
-			recs[i].r.size = (uint32_t)size;
-		else if (!(recs[i].r.sysflags & SF_EXPUNGED)) {
+	for (i = 0; i < nrecs; i++)
+		if (apply_new_body(sv, &mb, &recs[i].r) == -1) {
 			res = SV_UNKNOWN;
 			break;
 		}
-	}
 	nw = mb;
 	for (i = 0; i < nrecs && res == SV_OK; i++) {
 		struct store_record *rr = &recs[i].r;
@@ -1792,7 +1778,7 @@ apply_restore_mailbox(struct sv *sv, const struct dlist *kl)
 out:
 	free(user);
 	apply_recs_free(recs, nrecs);
-	apply_annots_free(annots, nannots);
+	store_annots_free(annots, nannots);
 	return res;
 }
 

@@ -56,7 +56,7 @@ act() {
 # roll NAME: one rolling pass over the master's sync log, recorded in
 # $D/rec/NAME.txt; the log is kept in $D/rec/NAME.synclog.
 roll() {
-	cyrus_pair synclog "$D" >"$D/rec/$1.synclog" 2>&1 || true
+	cat "$D/master/conf/sync/log" >"$D/rec/$1.synclog" 2>/dev/null || true
 	echo "# master's sync log:"
 	sed 's/^/#   /' "$D/rec/$1.synclog" | head -n 40
 	run cyrus_pair sync "$D" --record "$D/rec/$1.txt" -v -R -1
@@ -152,7 +152,7 @@ deleted_names() {
 	act alice setacl Sent bob lrs
 	roll acl
 	check acl
-	ia_mailbox "$D/cmp/alice.ours" user.alice.Sent | grep -q 'bob.lrs'
+	ia_mailbox "$D/cmp/alice.ours" user.alice.Sent | grep -qF 'bob\tlrs'
 }
 
 @test "rolling: subscribe and unsubscribe" {

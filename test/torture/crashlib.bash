@@ -88,11 +88,18 @@ crash_pipe_bg() {
 	rm -f "$p/f1" "$p/f2"
 	mkfifo "$p/f1" "$p/f2"
 	local rep="$C_SRV -C $p/r/imapd.conf"
+	local kp="python3 $CRASH_ROOT/test/torture/killproxy.py"
+	local prep=$rep srep=$rep
+	# crash after N commands: CRASH_AT="N server|client plan|send"
+	if [[ -n ${CRASH_AT:-} ]]; then
+		set -- $CRASH_AT
+		if [[ $3 == plan ]]; then prep="$kp $1 $2 $rep"; else srep="$kp $1 $2 $rep"; fi
+	fi
 	"$C_TAIL" -C "$p/m/imapd.conf" -1 >"$p/f1" 2>>"$p/tail.err" &
 	local t=$!
-	"$C_PLAN" -C "$p/m/imapd.conf" -e "$rep" <"$p/f1" >"$p/f2" 2>>"$p/plan.err" &
+	KILLPROXY_LOG=$p/killed "$C_PLAN" -C "$p/m/imapd.conf" -e "$prep" <"$p/f1" >"$p/f2" 2>>"$p/plan.err" &
 	local pl=$!
-	"$C_SEND" -C "$p/m/imapd.conf" -t 30 -e "$rep 2>>$p/server.err" <"$p/f2" >>"$p/send.out" 2>>"$p/send.err" &
+	KILLPROXY_LOG=$p/killed "$C_SEND" -C "$p/m/imapd.conf" -t 30 -e "$srep 2>>$p/server.err" <"$p/f2" >>"$p/send.out" 2>>"$p/send.err" &
 	local s=$!
 	C_PIDS="$t $pl $s"
 }
@@ -128,20 +135,46 @@ crash_writer() {
 
 # crash_point DIR TOOL DELAY
 crash_point() {
-	local dir=$1 tool=$2 delay=$3 p=$1/p
+	local dir=$1 tool=$2 delay=$3
+	local p=$dir/p
 	local t pl s victim pids k
 	C_P=$p
 	crash_bins
 	rm -rf "$p"
 	cp -a "$dir/tmpl" "$p"
+	: >"$p/killed"
 	# the template's paths are rewritten for the copy
 	crash_conf "$p/m" log
 	crash_conf "$p/r"
 	: >"$p/why"
 	crash_writer "$p/m/imapd.conf" 5 &
 	local w=$!
+	local CRASH_AT=
+	if [[ $delay == cmd:* ]]; then
+		case $tool in
+		sync_server) CRASH_AT="${delay#cmd:} server send" ;;
+		sync-send) CRASH_AT="${delay#cmd:} client send" ;;
+		sync-plan) CRASH_AT="${delay#cmd:} client plan" ;;
+		esac
+		[[ $tool == sync_server ]] && echo "killed sync_server after ${delay#cmd:} commands" >>"$p/killed"
+	fi
 	crash_pipe_bg "$p"
+	if [[ -n $CRASH_AT ]]; then
+		CRASH_AT=
+		crash_wait "$C_PIDS" 60
+		wait "$w"
+		crash_rerun "$p"
+		return
+	fi
 	read -r t pl s <<<"$C_PIDS"
+	if [[ $tool == sync_server ]]; then
+		# time from the moment sync-send's replica is up
+		for k in $(seq 500); do
+			crash_desc "$s" | while read -r x; do cat /proc/"$x"/comm; done 2>/dev/null |
+			    grep -qx sync_server && break
+			sleep 0.01
+		done
+	fi
 	sleep "$delay"
 	case $tool in
 	synclog-tail) victim=$t ;;
@@ -156,12 +189,17 @@ crash_point() {
 	*) echo "unknown tool $tool" >"$p/why"; victim= ;;
 	esac
 	if [[ -n $victim ]] && kill -KILL "$victim" 2>/dev/null; then
-		echo "killed $tool ($victim) at ${delay}s" >"$p/killed"
+		echo "killed $tool ($victim) at ${delay}s" >>"$p/killed"
 	else
-		echo "$tool not running at ${delay}s" >"$p/killed"
+		echo "$tool not running at ${delay}s" >>"$p/killed"
 	fi
 	crash_wait "$C_PIDS" 60
 	wait "$w"
+	crash_rerun "$p"
+}
+
+crash_rerun() {
+	local p=$1 k
 	# Rerun until nothing is left to replicate (at most 6 rounds).
 	for k in 1 2 3 4 5 6; do
 		crash_pipe_bg "$p"
@@ -172,7 +210,8 @@ crash_point() {
 }
 
 crash_check() {
-	local p=$1 why=$p/why
+	local p=$1
+	local why=$p/why
 	if [[ -s $p/why.hang ]]; then
 		cat "$p/why.hang" >>"$why"
 	fi
