@@ -3174,6 +3174,15 @@ store_collect_id(const struct store_mailbox *mb, void *arg)
 	return 0;
 }
 
+/* The same, but leaving out delayed-delete copies (DELETED.*). */
+static int
+store_collect_live_id(const struct store_mailbox *mb, void *arg)
+{
+	if (mboxname_isdeleted(mb->name))
+		return 0;
+	return store_collect_id(mb, arg);
+}
+
 static int
 store_user_exec(struct store *s, const char *sql, const char *a1,
     const char *a2, const char *a3)
@@ -3310,7 +3319,12 @@ store_user_delete(struct store *s, const char *userid)
 	if (store_fmt(s, sub, sizeof(sub), "%s.", inbox) == -1 ||
 	    store_range_end(subend, sizeof(subend), sub) == -1)
 		goto out;
-	if (store_mailbox_foreach_user(s, userid, store_collect_id, &l) != 0) {
+	/*
+	 * The user's delayed-delete copies (DELETED.user.U.*) stay, as
+	 * Cyrus keeps them: they are what an administrator restores from.
+	 */
+	if (store_mailbox_foreach_user(s, userid, store_collect_live_id,
+	    &l) != 0) {
 		if (l.n == l.cap)
 			store_nomem(s);
 		goto out;

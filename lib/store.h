@@ -302,7 +302,8 @@ int		 store_sieve_activate(struct store *, const char *userid, const char *name)
 int		 store_user_foreach(struct store *, store_name_cb, void *);
 
 /* Everything of a user: mailboxes (with tombstones), seen, subscriptions,
- * sieve, quota roots under user.U. */
+ * sieve, quota roots under user.U.  The user's delayed-delete copies
+ * (DELETED.user.U.*) are kept, as Cyrus keeps them. */
 int		 store_user_delete(struct store *, const char *userid);
 
 #endif

@@ -453,16 +453,17 @@ print(int(time.time() - t))' "$PORT"
 	    --sync-target "127.0.0.1:$PORT" >"$D/up.log" 2>&1 ||
 	    { cat "$D/up.log"; false; }
 	cyrus_pair populate "$D/pair" alice 5 >/dev/null 2>&1
-	t0=$(date +%s)
 	run cyrus_pair sync "$D/pair" --record "$D/rec.txt" -v -u alice
-	t1=$(date +%s)
 	echo "$output"
 	cat "$D/rec.txt" | cut -c1-200 | head -40
 	# The probe was answered at once: no 10 s wait for a tagged reply.
 	grep -qx 'S: C01 OK Completed' "$D/rec.txt"
-	run grep -c 's pause]' "$D/rec.txt"
-	[ "$output" = 0 ]
-	(( t1 - t0 < 8 ))
+	# Without the answer the client sits out its 10 s timeout, which
+	# the recording shows as a pause; allow short ones (a loaded host).
+	run grep -oE '[0-9.]+ s pause\]' "$D/rec.txt"
+	for p in "${lines[@]}"; do
+		(( ${p%%[. ]*} < 5 ))
+	done
 	# The csync session was set up as with a Cyrus replica.
 	grep -qx 'S: OK Success (no protection)' "$D/rec.txt"
 	grep -qx 'S: OK DEFLATE active' "$D/rec.txt"
