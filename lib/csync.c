@@ -10,6 +10,7 @@
 #include <netdb.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/ssl.h>
@@ -42,6 +44,24 @@ cs_seterr(struct csync *c, enum csync_err cls, const char *fmt, ...)
 	vsnprintf(c->err, sizeof(c->err), fmt, ap);
 	va_end(ap);
 	c->errclass = cls;
+}
+
+/*
+ * A failed read on the connection: what went wrong, classed.  n is
+ * prot_readline()'s result (-2: the line did not fit), or -1.
+ */
+static void
+cs_readerr(struct csync *c, const char *what, ssize_t n)
+{
+	const char *e = prot_error(c->p);
+
+	if (n == -2)
+		cs_seterr(c, CSYNC_PROTOCOL, "%s: line too long", what);
+	else if (strcmp(e, "timeout") == 0)
+		cs_seterr(c, CSYNC_TIMEOUT, "%s: timeout", what);
+	else
+		cs_seterr(c, CSYNC_UNREACHABLE, "%s: %s", what,
+		    e[0] ? e : "connection closed");
 }
 
 /* Split "host:port", "[v6]:port", "host" into parts. */
@@ -216,6 +236,7 @@ cs_banner(struct csync *c, const struct csync_opts *o)
 {
 	char line[CSYNC_MAX_LINE];
 	ssize_t n;
+	size_t nlines = 0, bytes = 0;
 
 	free(c->cap_mechs);
 	c->cap_mechs = NULL;
@@ -223,14 +244,18 @@ cs_banner(struct csync *c, const struct csync_opts *o)
 	for (;;) {
 		n = prot_readline(c->p, line, sizeof(line));
 		if (n < 0) {
-			cs_seterr(c, n == -2 ? CSYNC_PROTOCOL :
-			    CSYNC_UNREACHABLE, "reading banner: %s",
-			    n == -2 ? "line too long" :
-			    prot_error(c->p)[0] ? prot_error(c->p) :
-			    "connection closed");
+			cs_readerr(c, "reading banner", n);
 			return -1;
 		}
 		cs_trace(o, '<', line, n);
+		/* A server that never says "* OK" is not waited for. */
+		bytes += (size_t)n + 2;
+		if (++nlines > CSYNC_BANNER_LINES ||
+		    bytes > CSYNC_BANNER_BYTES) {
+			cs_seterr(c, CSYNC_PROTOCOL, "banner too long (no "
+			    "\"* OK\" in %zu lines)", nlines);
+			return -1;
+		}
 		if (strncasecmp(line, "* OK", 4) == 0) {
 			free(c->banner);
 			c->banner = strdup(line);
@@ -266,9 +291,7 @@ cs_status(struct csync *c, const struct csync_opts *o, char *line, size_t size)
 	}
 	n = prot_readline(c->p, line, size);
 	if (n < 0) {
-		cs_seterr(c, CSYNC_UNREACHABLE, "read: %s",
-		    prot_error(c->p)[0] ? prot_error(c->p) :
-		    "connection closed");
+		cs_readerr(c, "read", n);
 		return -1;
 	}
 	cs_trace(o, '<', line, n);
@@ -527,6 +550,8 @@ csync_open(const struct csync_opts *o, char *err, size_t errlen,
 	}
 	c->child = -1;
 	c->fd = -1;
+	c->timeout = o->timeout > 0 ? o->timeout : 0;
+	c->reply_max = CSYNC_REPLY_MAX;
 	if (o->command != NULL) {
 		c->fd = cs_spawn(c, o->command);
 		preauth = 1;
@@ -603,23 +628,57 @@ fail:
 	return NULL;
 }
 
+/*
+ * Wait up to secs seconds (-1: for ever) for the child to exit.
+ * Returns 0 when it was reaped, -1 if it is still running.
+ */
+static int
+cs_wait_child(pid_t pid, int secs)
+{
+	struct timespec step = { 0, 20 * 1000 * 1000 };
+	long tries = secs < 0 ? -1 : (long)secs * 50;
+	int status;
+	pid_t r;
+
+	for (;;) {
+		r = waitpid(pid, &status, secs < 0 ? 0 : WNOHANG);
+		if (r == pid || (r == -1 && errno != EINTR))
+			return 0;
+		if (r == 0) {
+			if (tries-- <= 0)
+				return -1;
+			nanosleep(&step, NULL);
+		}
+	}
+}
+
 void
 csync_close(struct csync *c)
 {
-	int status;
-
 	if (c == NULL)
 		return;
 	if (c->p != NULL) {
-		prot_puts(c->p, "EXIT\r\n");
-		prot_flush(c->p);
+		/* After a failure the stream is in no state to say EXIT in,
+		 * and a stalled peer would not read it. */
+		if (c->errclass == CSYNC_OK) {
+			prot_puts(c->p, "EXIT\r\n");
+			prot_flush(c->p);
+		}
 		prot_free(c->p);
 	}
 	if (c->fd != -1)
 		close(c->fd);
-	if (c->child != -1)
-		while (waitpid(c->child, &status, 0) == -1 && errno == EINTR)
-			;
+	if (c->child != -1 && cs_wait_child(c->child,
+	    c->errclass == CSYNC_TIMEOUT ? 0 : c->timeout > 0 ? c->timeout :
+	    -1) == -1) {
+		/* A stalled command ("ssh host sync_server" stuck on the
+		 * far side) is not waited for beyond the timeout. */
+		kill(c->child, SIGTERM);
+		if (cs_wait_child(c->child, CSYNC_KILL_GRACE) == -1) {
+			kill(c->child, SIGKILL);
+			cs_wait_child(c->child, -1);
+		}
+	}
 	free(c->cap_mechs);
 	free(c->banner);
 	free(c);
@@ -664,27 +723,48 @@ csync_read_reply(struct csync *c, struct csync_reply *r,
 {
 	char line[CSYNC_MAX_LINE], perr[256];
 	struct dlist *d;
+	uint64_t start;
 	ssize_t n;
 	int ch;
 
 	memset(r, 0, sizeof(*r));
 	if (csync_flush(c) == -1)
 		return -1;
+	start = prot_bytes_in(c->p);
 	for (;;) {
 		ch = prot_peek(c->p);
 		if (ch == '*') {
 			prot_getc(c->p);
 			if (prot_getc(c->p) != ' ') {
-				cs_seterr(c, CSYNC_PROTOCOL,
-				    "bad data line from server");
+				if (prot_eof(c->p) || prot_error(c->p)[0])
+					cs_readerr(c, "reading reply", -1);
+				else
+					cs_seterr(c, CSYNC_PROTOCOL,
+					    "bad data line from server");
 				return -1;
 			}
+			perr[0] = '\0';
+			d = NULL;
 			if (dlist_parse(c->p, 1, sink, &d, perr,
 			    sizeof(perr)) == -1 || dlist_parse_eol(c->p) == -1) {
 				if (d != NULL)
 					dlist_free(d);
-				cs_seterr(c, CSYNC_PROTOCOL,
-				    "cannot parse a data line: %s", perr);
+				/* A timeout or a closed connection in the
+				 * middle of a line is not a parse error. */
+				if (strcmp(prot_error(c->p), "timeout") == 0 ||
+				    prot_eof(c->p))
+					cs_readerr(c, "reading reply", -1);
+				else
+					cs_seterr(c, CSYNC_PROTOCOL,
+					    "cannot parse a data line: %s",
+					    perr[0] ? perr : "bad line end");
+				return -1;
+			}
+			if (c->reply_max > 0 &&
+			    prot_bytes_in(c->p) - start > c->reply_max) {
+				dlist_free(d);
+				cs_seterr(c, CSYNC_PROTOCOL, "reply longer than "
+				    "%" PRIu64 " bytes", c->reply_max);
 				return -1;
 			}
 			{
@@ -703,11 +783,7 @@ csync_read_reply(struct csync *c, struct csync_reply *r,
 		}
 		n = prot_readline(c->p, line, sizeof(line));
 		if (n < 0) {
-			cs_seterr(c, n == -2 ? CSYNC_PROTOCOL :
-			    CSYNC_UNREACHABLE, "reading reply: %s",
-			    n == -2 ? "line too long" :
-			    prot_error(c->p)[0] ? prot_error(c->p) :
-			    "connection closed");
+			cs_readerr(c, "reading reply", n);
 			return -1;
 		}
 		{

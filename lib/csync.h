@@ -21,6 +21,10 @@ struct prot;
 struct dlist;
 
 #define CSYNC_DEFAULT_PORT	"2005"
+#define CSYNC_BANNER_LINES	100		/* lines before "* OK" */
+#define CSYNC_BANNER_BYTES	65536		/* bytes before "* OK" */
+#define CSYNC_REPLY_MAX		(1024u << 20)	/* default reply_max */
+#define CSYNC_KILL_GRACE	2		/* seconds from SIGTERM to SIGKILL */
 
 /* Failure classes, so tools can tell a retryable failure from a
  * permanent one. */
@@ -69,6 +73,11 @@ struct csync {
 	int		 tls;
 	int		 compressed;
 	int		 authenticated;
+	int		 timeout;	/* seconds, from the options (0: none) */
+	/* Bytes of data lines one reply may carry before it is refused as
+	 * a protocol error (0: no bound but the dlist limits); set to
+	 * CSYNC_REPLY_MAX by csync_open(), callers may lower it. */
+	uint64_t	 reply_max;
 	char		 err[512];
 	enum csync_err	 errclass;
 };
@@ -110,7 +119,13 @@ void		 csync_source_opts_from_conf(struct csync_opts *,
  * *cls set) on failure. */
 struct csync	*csync_open(const struct csync_opts *, char *err, size_t errlen,
 		    enum csync_err *cls);
-/* Send EXIT (unless the connection is dead), close, reap the child. */
+/*
+ * Send EXIT (unless the connection failed), close, reap the child.  A
+ * child that does not exit once its input is closed is sent SIGTERM
+ * after the timeout (at once when the connection timed out), then
+ * SIGKILL CSYNC_KILL_GRACE seconds later; with no timeout it is waited
+ * for.
+ */
 void		 csync_close(struct csync *);
 
 /* Write one command: "VERB" or "VERB SP value" (value printed with its
@@ -120,7 +135,10 @@ int		 csync_flush(struct csync *);
 /*
  * Read one reply.  Data lines are parsed (file literals to sink, which
  * may be NULL to drop their bytes); returns 0 when a status line was
- * read (check r->status), -1 on a transport or parse error.
+ * read (check r->status), -1 on a transport or parse error (errclass
+ * CSYNC_TIMEOUT when a read timed out, CSYNC_UNREACHABLE when the
+ * connection closed, CSYNC_PROTOCOL for what cannot be parsed or a
+ * reply longer than reply_max).
  */
 struct dlist_sink;
 int		 csync_read_reply(struct csync *, struct csync_reply *,

@@ -2,10 +2,12 @@
  * dlist: the csync value codec.  See dlist.h for the contract and the
  * protocol document (section 2) for the wire rules followed here.
  *
- * The reader is liberal (any whitespace between items, {N} or {N+},
+ * The reader is liberal (any blanks between items, {N} or {N+},
  * quoted strings with escapes) but bounded: nesting, item count, string
  * sizes and literal lengths are all checked before anything is allocated
- * or recursed into.  The writer is exact: the same value always comes
+ * or recursed into.  A value never runs past its line: a line end inside
+ * a list, outside a literal, ends it with an error, so every command line
+ * gets one reply.  The writer is exact: the same value always comes
  * out as the bytes Cyrus would write.
  */
 #include <sys/types.h>
@@ -36,6 +38,7 @@ struct dlist_pctx {
 	struct prot			*in;
 	const struct dlist_sink		*sink;
 	size_t				 items;
+	size_t				 maxitems;
 	size_t				 total;
 	char				*err;
 	size_t				 errlen;
@@ -395,16 +398,40 @@ dlist_rd_string(struct dlist_pctx *c, struct dlist_sbuf *b, const char *what)
 	return dlist_rd_atom(c, ch, b);
 }
 
-/* Skip whitespace including line ends; returns the next byte or -1. */
+/*
+ * Skip blanks between items; returns the next byte or -1.  A line end is
+ * not a blank: outside a literal it ends the command line, so it is an
+ * error here, pushed back for dlist_eatline() to end the line with.
+ */
 static int
-dlist_skipws(struct dlist_pctx *c)
+dlist_skipws(struct dlist_pctx *c, const char *what)
 {
 	int ch;
 
 	do
 		ch = prot_getc(c->in);
-	while (ch >= 0 && dlist_isspace(ch));
+	while (ch >= 0 && ch != '\r' && ch != '\n' && dlist_isspace(ch));
+	if (ch == '\r' || ch == '\n') {
+		dlist_fail(c, "line end inside %s", what);
+		prot_ungetc(c->in, ch);
+		return -2;
+	}
 	return ch;
+}
+
+/*
+ * A string buffer as a node keeps it: shrunk to its size, so a short
+ * string costs a small allocation rather than the buffer's 64 bytes.
+ */
+static char *
+dlist_sbuf_fit(struct dlist_sbuf *b)
+{
+	char *ns;
+
+	if (b->s != NULL && b->cap - b->len > 16 &&
+	    (ns = realloc(b->s, b->len + 1)) != NULL)
+		b->s = ns;
+	return b->s;
 }
 
 static struct dlist *
@@ -412,8 +439,8 @@ dlist_node(struct dlist_pctx *c, enum dlist_kind kind, char *key)
 {
 	struct dlist *d;
 
-	if (c->items >= DLIST_MAX_ITEMS) {
-		dlist_fail(c, "more than %d items", DLIST_MAX_ITEMS);
+	if (c->items >= c->maxitems) {
+		dlist_fail(c, "more than %zu items", c->maxitems);
 		free(key);
 		return NULL;
 	}
@@ -421,6 +448,8 @@ dlist_node(struct dlist_pctx *c, enum dlist_kind kind, char *key)
 	d = dlist_xmalloc(sizeof(*d));
 	d->kind = kind;
 	d->key = key;
+	if (kind == DL_FILE)
+		d->file = dlist_xmalloc(sizeof(*d->file));
 	return d;
 }
 
@@ -441,14 +470,15 @@ dlist_rd_filebytes(struct dlist_pctx *c, struct dlist *d)
 {
 	const struct dlist_sink *s = c->sink;
 	char buf[DLIST_CHUNK];
-	uint64_t n = d->size;
+	struct dlist_file *f = d->file;
+	uint64_t n = f->size;
 	void *h = NULL;
 	int wok = 1;
 	ssize_t r;
 	size_t k;
 
 	if (s != NULL && s->open != NULL)
-		h = s->open(s->arg, d->part, d->guid, d->size);
+		h = s->open(s->arg, f->part, f->guid, f->size);
 	while (n > 0) {
 		k = n > sizeof(buf) ? sizeof(buf) : (size_t)n;
 		r = prot_read(c->in, buf, k);
@@ -468,9 +498,9 @@ dlist_rd_filebytes(struct dlist_pctx *c, struct dlist *d)
 	}
 	if (h != NULL) {
 		if (s->close == NULL)
-			d->file_ok = wok;
-		else if (s->close(s->arg, h, wok, &d->path) == 0 && wok)
-			d->file_ok = 1;
+			f->file_ok = wok;
+		else if (s->close(s->arg, h, wok, &f->path) == 0 && wok)
+			f->file_ok = 1;
 	}
 	return 0;
 }
@@ -485,7 +515,7 @@ dlist_rd_file(struct dlist_pctx *c, struct dlist *d)
 
 	if (dlist_rd_string(c, &b, "partition in file literal") < 0)
 		goto fail;
-	d->part = b.s;
+	d->file->part = b.s;
 	memset(&b, 0, sizeof(b));
 	ch = prot_getc(c->in);
 	if (ch != ' ') {
@@ -498,7 +528,7 @@ dlist_rd_file(struct dlist_pctx *c, struct dlist *d)
 		dlist_fail(c, "bad GUID in file literal");
 		goto fail;
 	}
-	guid_normalise(b.s, d->guid);
+	guid_normalise(b.s, d->file->guid);
 	free(b.s);
 	b.s = NULL;
 	ch = prot_getc(c->in);
@@ -510,7 +540,7 @@ dlist_rd_file(struct dlist_pctx *c, struct dlist *d)
 	if (dlist_rd_number(c, ch, DLIST_MAX_FILE, "file literal size",
 	    &size) < 0)
 		goto fail;
-	d->size = size;
+	d->file->size = size;
 	ch = prot_getc(c->in);
 	if (ch != '}') {
 		dlist_fail(c, "bad file literal header");
@@ -560,7 +590,7 @@ dlist_rd_value(struct dlist_pctx *c, char *key, int depth, struct dlist **out)
 		if ((d = dlist_node(c, DL_LIST, key)) == NULL)
 			return -1;
 		for (;;) {
-			ch = dlist_skipws(c);
+			ch = dlist_skipws(c, "a list");
 			if (ch == ')')
 				break;
 			if (ch < 0) {
@@ -601,7 +631,7 @@ dlist_rd_value(struct dlist_pctx *c, char *key, int depth, struct dlist **out)
 		if ((d = dlist_node(c, DL_KVLIST, key)) == NULL)
 			return -1;
 		for (;;) {
-			ch = dlist_skipws(c);
+			ch = dlist_skipws(c, "a kvlist");
 			if (ch == ')')
 				break;
 			if (ch < 0) {
@@ -615,14 +645,15 @@ dlist_rd_value(struct dlist_pctx *c, char *key, int depth, struct dlist **out)
 			memset(&b, 0, sizeof(b));
 			if (dlist_rd_string(c, &b, "key") < 0)
 				goto fail;
-			ch = dlist_skipws(c);
+			ch = dlist_skipws(c, "a kvlist");
 			if (ch == ')' || ch < 0) {
 				dlist_fail(c, "missing value for key %s",
 				    dlist_showkey(b.s, kb, sizeof(kb)));
 				goto fail;
 			}
 			prot_ungetc(c->in, ch);
-			if (dlist_rd_value(c, b.s, depth + 1, &child) < 0) {
+			if (dlist_rd_value(c, dlist_sbuf_fit(&b), depth + 1,
+			    &child) < 0) {
 				b.s = NULL;
 				goto fail;
 			}
@@ -650,7 +681,7 @@ dlist_rd_value(struct dlist_pctx *c, char *key, int depth, struct dlist **out)
 		if (ch == '\\') {
 			if ((d = dlist_node(c, DL_FLAG, key)) == NULL)
 				goto fail;
-			d->s = b.s;
+			d->s = dlist_sbuf_fit(&b);
 			d->len = b.len;
 			break;
 		}
@@ -667,7 +698,7 @@ dlist_rd_value(struct dlist_pctx *c, char *key, int depth, struct dlist **out)
 		}
 		if (b.s == NULL)
 			dlist_sbuf_add(c, &b, "", 0);
-		d->s = b.s;
+		d->s = dlist_sbuf_fit(&b);
 		d->len = b.len;
 		break;
 	}
@@ -691,6 +722,16 @@ int
 dlist_parse(struct prot *in, int parsekey, const struct dlist_sink *sink,
     struct dlist **out, char *err, size_t errlen)
 {
+	return dlist_parse_limit(in, parsekey, sink, DLIST_MAX_ITEMS, out,
+	    err, errlen);
+}
+
+/* dlist_parse with maxitems for DLIST_MAX_ITEMS. */
+int
+dlist_parse_limit(struct prot *in, int parsekey,
+    const struct dlist_sink *sink, size_t maxitems, struct dlist **out,
+    char *err, size_t errlen)
+{
 	struct dlist_pctx c;
 	struct dlist_sbuf b = { NULL, 0, 0 };
 	char *key = NULL, kb[80];
@@ -699,6 +740,7 @@ dlist_parse(struct prot *in, int parsekey, const struct dlist_sink *sink,
 	memset(&c, 0, sizeof(c));
 	c.in = in;
 	c.sink = sink;
+	c.maxitems = maxitems;
 	c.err = err;
 	c.errlen = errlen;
 	if (err != NULL && errlen > 0)
@@ -709,7 +751,7 @@ dlist_parse(struct prot *in, int parsekey, const struct dlist_sink *sink,
 			free(b.s);
 			return -1;
 		}
-		key = b.s;
+		key = dlist_sbuf_fit(&b);
 		/* One SP by the grammar; more blanks are tolerated, but a
 		 * line end is not: the value would come from the next line. */
 		ch = prot_getc(in);
@@ -800,7 +842,8 @@ dlist_drain(struct prot *in, uint64_t n)
  * After "{" (literal) or "%{" (file literal, file = 1): read a header up
  * to "}" and its CRLF or LF and set *size.  Returns 1 for a header, 0
  * when the bytes are no header (the byte that showed it is pushed back,
- * so a line end still ends the line), -1 at EOF.  The scan is bounded.
+ * so a line end still ends the line), -1 at EOF, DLIST_EAT_TOOBIG for a
+ * whole header whose size is over DLIST_MAX_FILE.  The scan is bounded.
  */
 static int
 dlist_eat_header(struct prot *in, int file, uint64_t *size)
@@ -827,12 +870,13 @@ dlist_eat_header(struct prot *in, int file, uint64_t *size)
 			/* Only the last word of a file header is the size. */
 			v = 0;
 			digits = 0;
+			big = 0;
 		} else {
 			prot_ungetc(in, ch);
 			return 0;
 		}
 	}
-	if (digits == 0 || big)
+	if (digits == 0)
 		return 0;
 	ch = prot_getc(in);
 	if (ch == '\r')
@@ -843,13 +887,17 @@ dlist_eat_header(struct prot *in, int file, uint64_t *size)
 		prot_ungetc(in, ch);
 		return 0;
 	}
+	if (big || v > DLIST_MAX_FILE)
+		return DLIST_EAT_TOOBIG;
 	*size = v;
 	return 1;
 }
 
 /*
  * Consume the rest of the line, including the bytes of any literal or
- * file literal it announces, so the next command starts clean.
+ * file literal it announces, so the next command starts clean.  A size
+ * over DLIST_MAX_FILE (more than any peer can send in one literal) is
+ * not drained: see dlist.h.
  */
 int
 dlist_eatline(struct prot *in)
@@ -868,7 +916,7 @@ dlist_eatline(struct prot *in)
 				(void)prot_getc(in);
 			r = dlist_eat_header(in, ch == '%', &n);
 			if (r < 0)
-				return -1;
+				return r;
 			if (r > 0 && dlist_drain(in, n) < 0)
 				return -1;
 		}
@@ -952,6 +1000,7 @@ static int
 dlist_print_file(const struct dlist *d, struct prot *out, int litplus,
     int withbytes)
 {
+	const struct dlist_file *f = d->file;
 	char buf[DLIST_CHUNK];
 	struct stat st;
 	uint64_t left;
@@ -959,23 +1008,23 @@ dlist_print_file(const struct dlist *d, struct prot *out, int litplus,
 	int fd = -1, r = 0;
 
 	if (withbytes) {
-		if (d->path == NULL ||
-		    (fd = open(d->path, O_RDONLY | O_CLOEXEC)) < 0)
+		if (f->path == NULL ||
+		    (fd = open(f->path, O_RDONLY | O_CLOEXEC)) < 0)
 			return prot_write(out, "NIL", 3);
 		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-		    (uint64_t)st.st_size != d->size) {
+		    (uint64_t)st.st_size != f->size) {
 			close(fd);
 			return prot_write(out, "NIL", 3);
 		}
 	}
 	r |= prot_write(out, "%{", 2);
-	r |= dlist_print_astring(out, d->part != NULL ? d->part : "",
-	    d->part != NULL ? strlen(d->part) : 0, litplus);
-	r |= prot_printf(out, " %s %" PRIu64 "}", d->guid, d->size);
+	r |= dlist_print_astring(out, f->part != NULL ? f->part : "",
+	    f->part != NULL ? strlen(f->part) : 0, litplus);
+	r |= prot_printf(out, " %s %" PRIu64 "}", f->guid, f->size);
 	if (!withbytes)
 		return r ? -1 : 0;
 	r |= prot_write(out, "\r\n", 2);
-	left = d->size;
+	left = f->size;
 	while (r == 0 && left > 0) {
 		n = read(fd, buf, left > sizeof(buf) ? sizeof(buf) :
 		    (size_t)left);
@@ -1094,8 +1143,11 @@ dlist_free(struct dlist *d)
 	}
 	free(d->key);
 	free(d->s);
-	free(d->part);
-	free(d->path);
+	if (d->file != NULL) {
+		free(d->file->part);
+		free(d->file->path);
+		free(d->file);
+	}
 	free(d);
 }
 
@@ -1106,6 +1158,8 @@ dlist_new(struct dlist *parent, const char *key, enum dlist_kind kind)
 
 	d = dlist_xmalloc(sizeof(*d));
 	d->kind = kind;
+	if (kind == DL_FILE)
+		d->file = dlist_xmalloc(sizeof(*d->file));
 	if (key != NULL)
 		d->key = dlist_xstrdup(key);
 	if (parent != NULL)
@@ -1231,14 +1285,14 @@ dlist_setfile(struct dlist *parent, const char *key, const char *part,
 	struct dlist *d;
 
 	d = dlist_new(parent, key, DL_FILE);
-	d->part = dlist_xstrdup(part != NULL ? part : "");
+	d->file->part = dlist_xstrdup(part != NULL ? part : "");
 	if (guid != NULL && guid_valid(guid, strlen(guid)))
-		guid_normalise(guid, d->guid);
+		guid_normalise(guid, d->file->guid);
 	else if (guid != NULL)
-		strlcpy(d->guid, guid, sizeof(d->guid));
-	d->size = size;
+		strlcpy(d->file->guid, guid, sizeof(d->file->guid));
+	d->file->size = size;
 	if (path != NULL)
-		d->path = dlist_xstrdup(path);
+		d->file->path = dlist_xstrdup(path);
 	return d;
 }
 
@@ -1418,9 +1472,9 @@ dlist_toguid(const struct dlist *d, char guid[41])
 	if (d == NULL)
 		return -1;
 	if (d->kind == DL_FILE) {
-		if (!guid_valid(d->guid, strlen(d->guid)))
+		if (!guid_valid(d->file->guid, strlen(d->file->guid)))
 			return -1;
-		memcpy(guid, d->guid, 41);
+		memcpy(guid, d->file->guid, 41);
 		return 0;
 	}
 	if (d->kind != DL_STRING || !guid_valid(d->s, d->len))

@@ -20,7 +20,7 @@ struct prot;
 
 /* Limits on what the parser accepts.  Exceeding one is a parse error. */
 #define DLIST_MAX_DEPTH		64		/* nesting of lists/kvlists */
-#define DLIST_MAX_ITEMS		1000000		/* items in one value, all levels */
+#define DLIST_MAX_ITEMS		16000000	/* items in one value, all levels */
 #define DLIST_MAX_ATOM		131072		/* atom or quoted string (Cyrus maxquoted/maxword) */
 #define DLIST_MAX_LITERAL	(64u << 20)	/* ordinary {N} literal */
 #define DLIST_MAX_FILE		0xffffffffu	/* file literal size (32-bit on the wire) */
@@ -35,6 +35,20 @@ enum dlist_kind {
 	DL_FILE		/* %{part guid size} + bytes */
 };
 
+/* What only a DL_FILE node carries; allocated for those alone. */
+struct dlist_file {
+	char		*part;		/* partition name */
+	char		 guid[41];	/* 40 lower-case hex digits */
+	uint64_t	 size;
+	char		*path;		/* where the bytes are (reader: the sink's path;
+					   writer: the file to send), or NULL */
+	int		 file_ok;	/* reader: the sink accepted and stored the bytes */
+};
+
+/*
+ * One node.  It is kept small (a value of a 500,000-record mailbox has
+ * millions of them): the file literal fields live behind ->file.
+ */
 struct dlist {
 	enum dlist_kind	 kind;
 	char		*key;		/* NULL for list items */
@@ -43,13 +57,7 @@ struct dlist {
 	struct dlist	*head, *tail;	/* DL_LIST/DL_KVLIST children */
 	struct dlist	*next;		/* sibling */
 	size_t		 nchild;
-	/* DL_FILE */
-	char		*part;		/* partition name */
-	char		 guid[41];	/* 40 lower-case hex digits */
-	uint64_t	 size;
-	char		*path;		/* where the bytes are (reader: the sink's path;
-					   writer: the file to send), or NULL */
-	int		 file_ok;	/* reader: the sink accepted and stored the bytes */
+	struct dlist_file *file;	/* DL_FILE: never NULL; others: NULL */
 };
 
 /*
@@ -60,7 +68,7 @@ struct dlist {
  * the bytes in pieces as they arrive; returning -1 makes the rest be
  * discarded.  close() is called once after the last byte with ok = 1 when
  * every byte was written; it returns 0 when the file is stored (then the
- * node's file_ok is 1 and *pathp, if set, becomes its path) or -1.  A NULL
+ * node's file->file_ok is 1 and *pathp, if set, becomes its path) or -1.  A NULL
  * sink discards all bytes.
  */
 struct dlist_sink {
@@ -81,6 +89,11 @@ struct dlist_sink {
 int		 dlist_parse(struct prot *in, int parsekey,
 		    const struct dlist_sink *, struct dlist **out,
 		    char *err, size_t errlen);
+/* The same with another bound on the items than DLIST_MAX_ITEMS (tests
+ * use a small one to reach it cheaply). */
+int		 dlist_parse_limit(struct prot *in, int parsekey,
+		    const struct dlist_sink *, size_t maxitems,
+		    struct dlist **out, char *err, size_t errlen);
 /* Consume the line end: CRLF or LF.  Anything else (trailing space, junk)
  * is an error (-1). */
 int		 dlist_parse_eol(struct prot *in);
@@ -91,7 +104,12 @@ int		 dlist_parse_buf(const char *buf, size_t len, int parsekey,
 		    struct dlist **out, char *err, size_t errlen);
 /* Skip the rest of the current line, draining any {N} literals and
  * %{...} file literals it contains, so the stream stays in sync after a
- * refused command.  Returns 0, or -1 at EOF/error. */
+ * refused command.  Returns 0, -1 at EOF/error, or DLIST_EAT_TOOBIG when
+ * the line announces a literal over DLIST_MAX_FILE bytes (no peer can
+ * mean it; draining it would take the connection for good): the stream
+ * is read up to that header's line end, and the caller should say so and
+ * close. */
+#define DLIST_EAT_TOOBIG	(-2)
 int		 dlist_eatline(struct prot *in);
 
 /*

@@ -114,6 +114,12 @@ srv() {
 	[ "${BASH_REMATCH[3]}" = 0 ] || { echo "server hung: $st"; return 1; }
 }
 
+# big: the case feeds hundreds of megabytes and takes long; it runs only
+# with HOSTILE_BIG=1 (scripts/torture), keeping make check fast.
+big() {
+	[[ ${HOSTILE_BIG:-} == 1 ]] || skip "set HOSTILE_BIG=1 for the big inputs"
+}
+
 # The Nth status line (OK/NO/BAD/BYE) of the replies.
 status_n() {
 	printf '%s\n' "$output" | grep -a -E '^(OK|NO|BAD|BYE)( |$)' |
@@ -387,7 +393,9 @@ smuggle_body() {	# a body that is itself a destructive command
 }
 
 @test "mailbox name with CR LF inside (literal): NO IMAP_PROTOCOL_BAD_PARAMETERS" {
-	printf 'APPLY MAILBOX %%(UNIQUEID hostile0001 MBOXNAME {17+}\r\nuser.alice.N\r\new\r\n SYNC_CRC 0 LAST_UID 0 HIGHESTMODSEQ 1 RECENTUID 0 RECENTTIME 0 LAST_APPENDDATE 0 POP3_LAST_LOGIN 0 UIDVALIDITY 1 PARTITION default ACL "" OPTIONS P RECORD ())\r\n' | srv
+	# 19 bytes: both CR LFs are inside the literal.  (With {17+} the last
+	# LF fell outside it: a line end inside the kvlist, BAD as in Cyrus.)
+	printf 'APPLY MAILBOX %%(UNIQUEID hostile0001 MBOXNAME {19+}\r\nuser.alice.N\r\new\r\n SYNC_CRC 0 LAST_UID 0 HIGHESTMODSEQ 1 RECENTUID 0 RECENTTIME 0 LAST_APPENDDATE 0 POP3_LAST_LOGIN 0 UIDVALIDITY 1 PARTITION default ACL "" OPTIONS P RECORD ())\r\n' | srv
 	refused "NO IMAP_PROTOCOL_BAD_PARAMETERS"
 }
 
@@ -427,8 +435,17 @@ smuggle_body() {	# a body that is itself a destructive command
 }
 
 @test "SIEVE script named ../../evil-hostile: refused, no file" {
-	printf 'APPLY SIEVE %%(USERID alice FILENAME ../../evil-hostile LAST_UPDATE 1 CONTENT keep;)\r\n' | srv
-	[[ $(status_n 1) == NO* ]]
+	# A '/' or a leading '.' is refused whatever the suffix (a file
+	# that is not a .script would otherwise be accepted and ignored).
+	printf '%s\r\n' \
+	    'APPLY SIEVE %(USERID alice FILENAME ../../evil-hostile LAST_UPDATE 1 CONTENT keep;)' \
+	    'APPLY SIEVE %(USERID alice FILENAME ../../evil-hostile.script LAST_UPDATE 0 CONTENT x)' \
+	    'APPLY SIEVE %(USERID alice FILENAME .evil-hostile.script LAST_UPDATE 0 CONTENT x)' \
+	    'APPLY ACTIVATE_SIEVE %(USERID alice FILENAME ../evil-hostile.bc)' \
+	    'APPLY UNSIEVE %(USERID alice FILENAME a/evil-hostile.script)' | srv
+	for i in 1 2 3 4 5; do
+		[ "$(status_n $i)" = "NO IMAP_PROTOCOL_BAD_PARAMETERS" ]
+	done
 	sane; insync; unchanged
 }
 
@@ -436,7 +453,10 @@ smuggle_body() {	# a body that is itself a destructive command
 	printf '%s\r\n' 'APPLY SEEN %(USERID ../alice UNIQUEID x LASTREAD 1 LASTUID 1 LASTCHANGE 1 SEENUIDS 1)' \
 	    'APPLY SUB %(USERID a/b MBOXNAME user.alice)' 'APPLY UNUSER ../alice' 'APPLY UNUSER ""' | srv
 	printf '%s\n' "$output"
-	for i in 1 2 3 4; do [[ $(status_n $i) == NO* ]]; done
+	for i in 1 2 3; do [[ $(status_n $i) == NO* ]]; done
+	# An empty userid is ignored with OK, as Cyrus 3.6.1 does
+	# (protocol doc 3.3.7); unchanged below shows nothing was removed.
+	[ "$(status_n 4)" = "OK success" ]
 	sane; insync; unchanged
 }
 
@@ -548,9 +568,15 @@ smuggle_body() {	# a body that is itself a destructive command
 	sane; insync
 }
 
-@test "keywords: 129 distinct in a mailbox overflow the table: NO IMAP_PROTOCOL_ERROR" {
+@test "keywords: 129 distinct in a mailbox (at most 8 a record) are accepted" {
+	# Cyrus refuses this (its per-mailbox user-flag table holds 128);
+	# the store has no such table and only the per-record limit (next
+	# test) applies.  A Cyrus master can never send it; the difference
+	# is documented in sync_server(8).
 	python3 "$HDIR/gen.py" keywords 129 | srv
-	refused "NO IMAP_PROTOCOL_ERROR Protocol error"
+	[ "$(status_n 1)" = "OK success" ]
+	sane; insync
+	[ "$("$STORE" -C "$T/imapd.conf" dump | grep -c '^record user.alice.Kw ')" -eq 17 ]
 }
 
 @test "keywords: 129 on one record: NO IMAP_PROTOCOL_ERROR" {
@@ -562,6 +588,7 @@ smuggle_body() {	# a body that is itself a destructive command
 }
 
 @test "annotation value of 20 MB: refused, memory bounded, nothing stored" {
+	big
 	python3 "$HDIR/gen.py" annot 20971520 | srv --plain
 	[[ $(status_n 1) == NO* || $(status_n 1) == BAD* ]]
 	sane; insync; unchanged
@@ -588,15 +615,27 @@ smuggle_body() {	# a body that is itself a destructive command
 	refused "BAD IMAP_PROTOCOL_ERROR Failed to parse GET line"
 }
 
-@test "a list of 2 million items: BAD, memory bounded (plain build)" {
+# 2 million items are under DLIST_MAX_ITEMS (16 M), so the GET is
+# answered (none of the names exists).  The bound: a parsed item costs an
+# 80-byte node and a 32-byte string chunk, 2 M x 112 B = 224 MB, plus the
+# input buffer and the names GET looks up; 400 MB leaves room for malloc
+# and SQLite, and was about 320 MB when measured.
+@test "a list of 2 million items: answered, memory bounded (plain build)" {
+	big
 	python3 "$HDIR/gen.py" list 2000000 | srv --plain --time 120
-	refused "BAD IMAP_PROTOCOL_ERROR Failed to parse GET line"
+	RSS_MB=400
+	[ "$(status_n 1)" = "OK success" ]
+	sane; insync; unchanged
 }
 
-@test "a list of 2 million items under ASan: BAD, no sanitizer report" {
-	python3 "$HDIR/gen.py" list 2000000 | RSS_MB=1024 srv --time 120
-	RSS_MB=1024
-	refused "BAD IMAP_PROTOCOL_ERROR Failed to parse GET line"
+# ASan's redzones and quarantine about triple each small allocation:
+# about 960 MB when measured, bound 1280 MB.
+@test "a list of 2 million items under ASan: answered, no sanitizer report" {
+	big
+	python3 "$HDIR/gen.py" list 2000000 | srv --time 240
+	RSS_MB=1280
+	[ "$(status_n 1)" = "OK success" ]
+	sane; insync; unchanged
 }
 
 @test "a command word of 1 MB: BAD, stream in sync" {
@@ -645,10 +684,15 @@ smuggle_body() {	# a body that is itself a destructive command
 }
 
 @test "unbalanced parentheses and a lone NUL byte: BAD" {
-	printf 'GET MAILBOXES ((user.alice)\r\nGET MAILBOXES user.alice))\r\nGET USER \0\r\n' | srv
-	for i in 1 2; do [[ $(status_n $i) == BAD* ]]; done
+	# Every command line gets exactly one status line: a list left open
+	# at a line end does not swallow the next line.
+	printf 'APPLY SIEVE %%(USERID alice FILENAME ../../evil-hostile.script LAST_UPDATE 0 CONTENT x)\r\nGET MAILBOXES ((user.alice)\r\nGET MAILBOXES user.alice))\r\nGET USER \0\r\nAPPLY UNUSER ""\r\n' | srv
+	[ "$(printf '%s\n' "$output" | grep -a -c -E '^(OK|NO|BAD|BYE)( |$)')" -eq 7 ]
+	[ "$(status_n 1)" = "NO IMAP_PROTOCOL_BAD_PARAMETERS" ]
+	for i in 2 3; do [[ $(status_n $i) == BAD* ]]; done
 	# a NUL userid may be refused or be nobody, never somebody
-	[[ $(status_n 3) == BAD* || $(status_n 3) == NO* || $(status_n 3) == "OK success" ]]
+	[[ $(status_n 4) == BAD* || $(status_n 4) == NO* || $(status_n 4) == "OK success" ]]
+	[ "$(status_n 5)" = "OK success" ]
 	[[ $output != *"* MAILBOX"* ]]
 	sane; insync; unchanged
 }
@@ -665,8 +709,13 @@ smuggle_body() {	# a body that is itself a destructive command
 # ---------------------------------------------------------------------
 # Limits that must not be too tight: a legitimate big mailbox.
 
+# The bound: the parsed value is about 1.35 M nodes of 80 bytes and 2 M
+# strings of 32, some 170 MB, plus the decoded records and SQLite's work;
+# about 300 MB when measured, bound 400 MB.
 @test "an APPLY MAILBOX with 150,000 records (a real big mailbox) is accepted" {
+	big
 	python3 "$HDIR/gen.py" records 150000 | srv --plain --time 120
+	RSS_MB=400
 	[ "$(status_n 1)" = "OK success" ]
 	sane; insync
 	[ "$("$STORE" -C "$T/imapd.conf" dump | grep -c '^record user.alice.Big ')" -eq 150000 ]
@@ -714,12 +763,16 @@ plainz() { printf '%s\0%s\0%s' "$1" "$2" "$3" | base64 -w0; }
 	tcp_sane; unchanged
 }
 
-@test "TCP: a literal of 99999999999 bytes before AUTHENTICATE: refused, stream in sync" {
+@test "TCP: a literal of 99999999999 bytes before AUTHENTICATE: BYE, connection closed" {
+	# Too large to drain (over the 32-bit size of any literal), so the
+	# stream cannot be brought back in step: the server says why and
+	# closes; the NOOP behind it is never read.
 	tcp_start
 	printf 'APPLY ANNOTATION {99999999999+}\r\nNOOP\r\n' | tcp
 	printf '%s\n' "$output"
-	[[ $(status_n 1) == NO* || $(status_n 1) == BAD* ]]
-	[ "$(status_n 2)" = "OK Noop completed" ]
+	[ "$(status_n 1)" = "BYE literal too large" ]
+	[ "$(printf '%s\n' "$output" | grep -a -c -E '^(OK|NO|BAD|BYE)( |$)')" -eq 1 ]
+	[[ $output != *TIMEOUT* ]]
 	tcp_sane; unchanged
 }
 
@@ -866,8 +919,16 @@ plan_fake() {
 
 @test "client: a MISSING list of non-GUIDs: a protocol error, nothing read outside the store" {
 	client_setup
+	# The plan was made against an empty replica, so it has no RESERVE:
+	# put one before the upload, as a plan against a populated replica
+	# has, so that the fake's answer to it is what sync-send reads.
+	g=$(sed -n 's/^APPLY MESSAGE (%{default \([0-9a-f]\{40\}\) .*/\1/p' "$T/plan" | head -1)
+	[ -n "$g" ]
+	sed -i "0,/^APPLY MESSAGE/s//APPLY RESERVE %(PARTITION default MBOXNAME (user.alice) GUID ($g))\n&/" "$T/plan"
+	grep -q '^APPLY RESERVE' "$T/plan"
 	send_fake bad-missing
 	client_ok
+	[ "$status" -eq 76 ]
 	# no local file outside the store was sent as a body
 	[ -s "$T/fake.log" ]
 	! grep -a -q 'root:' "$T/fake.log"

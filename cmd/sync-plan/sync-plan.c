@@ -201,9 +201,12 @@ rstate_get(struct plan *pl, const char *what, struct dlist *arg,
 	    strcmp(r.code, "IMAP_MAILBOX_NONEXISTENT") != 0) {
 		warnx_("GET %s: replica answered %s %s", what, r.status,
 		    r.text);
-		/* A replica shutting down is gone for this run. */
+		/* A replica shutting down is gone for this run: try
+		 * again later.  BAD: it does not understand us. */
 		if (strcmp(r.status, "BYE") == 0)
-			pl->fatal = EXIT_UNREACHABLE;
+			pl->fatal = EXIT_TEMP;
+		else if (strcmp(r.status, "BAD") == 0)
+			pl->fatal = EXIT_PROTOCOL;
 		csync_reply_clear(&r);
 		pl->failed++;
 		return -1;
@@ -215,17 +218,22 @@ rstate_get(struct plan *pl, const char *what, struct dlist *arg,
 			struct rmb *n = reallocarray(rs->mbs, rs->nmbs + 1,
 			    sizeof(*n));
 
-			if (n == NULL)
-				break;
+			if (n == NULL) {
+				warnx_("GET %s: out of memory", what);
+				pl->fatal = EXIT_IOERR;
+				goto fail;
+			}
 			rs->mbs = n;
 			memset(&n[rs->nmbs], 0, sizeof(*n));
 			if (mbdl_parse_mailbox(d, &n[rs->nmbs].mb,
 			    &n[rs->nmbs].annots, &n[rs->nmbs].nannots, 1, err,
 			    sizeof(err)) == -1) {
+				/* Planning without it would treat the
+				 * mailbox as absent on the replica. */
 				warnx_("GET %s: bad MAILBOX from replica: %s",
 				    what, err);
-				pl->failed++;
-				continue;
+				pl->fatal = EXIT_PROTOCOL;
+				goto fail;
 			}
 			rs->nmbs++;
 			dlist_free(d);
@@ -236,6 +244,12 @@ rstate_get(struct plan *pl, const char *what, struct dlist *arg,
 	r.nitems = 0;
 	csync_reply_clear(&r);
 	return 0;
+fail:
+	/* Items already moved out of r are NULL there. */
+	csync_reply_clear(&r);
+	rstate_clear(rs);
+	pl->failed++;
+	return -1;
 }
 
 static struct rmb *

@@ -46,6 +46,8 @@
 #define DESC_MAX	600
 #define REPLAN_MAX	2	/* re-plans of one user before giving up */
 #define FETCH_WINDOW	32	/* GET FETCH requests in flight */
+#define REPLY_MAX	65536	/* data bytes in a reply, plus 41 a GUID
+				   for RESERVE */
 
 #define EXIT_OK		0
 #define EXIT_FAILED	1
@@ -112,6 +114,27 @@ exit_for(enum csync_err cls)
 	case CSYNC_LOCAL:	return EXIT_IOERR;
 	default:		return EXIT_UNREACHABLE;
 	}
+}
+
+/* The exit status for a failed read or write on a connection. */
+static int
+exit_for_conn(const struct csync *cs)
+{
+	switch (cs->errclass) {
+	case CSYNC_PROTOCOL:	return EXIT_PROTOCOL;
+	case CSYNC_TIMEOUT:	return EXIT_TEMP;
+	case CSYNC_LOCAL:	return EXIT_IOERR;
+	default:		return EXIT_UNREACHABLE;
+	}
+}
+
+/* The first fatal error decides the exit status: what follows it (a
+ * closed connection after BYE) is only its consequence. */
+static void
+set_fatal(struct sender *sd, int status)
+{
+	if (sd->fatal == 0)
+		sd->fatal = status;
 }
 
 static void
@@ -307,8 +330,18 @@ result(struct sender *sd, const char *desc, const struct csync_reply *r)
 	sd->failed++;
 	sd->batch_failed = 1;
 	printf("%s %s: %s\n", r->status, desc, r->text ? r->text : "");
-	if (strcmp(r->status, "BYE") == 0)
-		sd->fatal = EXIT_TEMP;
+	/* BYE: the replica is going away, try again later.  BAD: it did
+	 * not understand us (IMAP_PROTOCOL_ERROR to Cyrus's client); what
+	 * else is in flight cannot be trusted either. */
+	if (strcmp(r->status, "BYE") == 0) {
+		warnx_("%s: the replica said BYE: %s", desc,
+		    r->text ? r->text : "");
+		set_fatal(sd, EXIT_TEMP);
+	} else if (strcmp(r->status, "BAD") == 0) {
+		warnx_("%s: protocol error: BAD %s", desc,
+		    r->text ? r->text : "");
+		set_fatal(sd, EXIT_PROTOCOL);
+	}
 }
 
 /* Read the replies of every command in flight. */
@@ -318,18 +351,24 @@ drain(struct sender *sd)
 	struct csync_reply r;
 	size_t i;
 
+	/* Replies to APPLY commands other than RESERVE carry no data. */
+	sd->cs->reply_max = REPLY_MAX;
 	for (i = 0; i < sd->ninflight; i++) {
 		if (csync_read_reply(sd->cs, &r, NULL) == -1) {
 			warnx_("%s: %s", sd->inflight[i], sd->cs->err);
-			sd->fatal = sd->cs->errclass == CSYNC_PROTOCOL ?
-			    EXIT_PROTOCOL : sd->cs->errclass == CSYNC_TIMEOUT ?
-			    EXIT_TEMP : EXIT_UNREACHABLE;
+			set_fatal(sd, exit_for_conn(sd->cs));
 			csync_reply_clear(&r);
 			sd->ninflight = 0;
 			return -1;
 		}
 		result(sd, sd->inflight[i], &r);
 		csync_reply_clear(&r);
+		if (sd->fatal) {
+			/* After BYE or BAD the rest are not read. */
+			sd->ninflight = 0;
+			fflush(stdout);
+			return -1;
+		}
 	}
 	sd->ninflight = 0;
 	fflush(stdout);
@@ -352,12 +391,12 @@ send_cmd(struct sender *sd, const char *verb, const struct dlist *d)
 	if (csync_send(sd->cs, verb, d) == -1) {
 		warnx_("sending: %s", sd->cs->err[0] ? sd->cs->err :
 		    "write failed");
-		sd->fatal = EXIT_UNREACHABLE;
+		set_fatal(sd, EXIT_UNREACHABLE);
 		return -1;
 	}
 	ni = reallocarray(sd->inflight, sd->ninflight + 1, sizeof(*ni));
 	if (ni == NULL) {
-		sd->fatal = EXIT_IOERR;
+		set_fatal(sd, EXIT_IOERR);
 		return -1;
 	}
 	sd->inflight = ni;
@@ -371,10 +410,12 @@ do_reserve(struct sender *sd, const struct dlist *d)
 {
 	struct csync_reply r;
 	const struct dlist *gl = dlist_child(d, "GUID"), *g;
-	size_t i;
+	size_t i, nguids = gl ? gl->nchild : 0;
 
 	if (drain(sd) == -1)
 		return -1;
+	/* The MISSING lines name at most the GUIDs asked about. */
+	sd->cs->reply_max = REPLY_MAX + (uint64_t)nguids * 41;
 	if (sd->o->verbose > 1) {
 		const struct dlist *ml = dlist_child(d, "MBOXNAME");
 
@@ -384,24 +425,42 @@ do_reserve(struct sender *sd, const struct dlist *d)
 	if (csync_call(sd->cs, "APPLY", d, &r, NULL) == -1 &&
 	    r.status[0] == '\0') {
 		warnx_("RESERVE: %s", sd->cs->err);
-		sd->fatal = EXIT_UNREACHABLE;
+		set_fatal(sd, exit_for_conn(sd->cs));
 		csync_reply_clear(&r);
 		return -1;
+	}
+	/*
+	 * A MISSING list is a list of GUIDs and nothing else: anything
+	 * other than 40 hex digits means the replica is not speaking the
+	 * protocol, and nothing it says can choose what is sent.
+	 */
+	for (i = 0; i < r.nitems; i++) {
+		const struct dlist *m = r.items[i];
+
+		if (strcmp(m->key, "MISSING") != 0)
+			continue;
+		if (m->kind != DL_LIST)
+			goto bad;
+		for (g = m->head; g != NULL; g = g->next)
+			if (g->kind != DL_STRING || !guid_valid(g->s, g->len))
+				goto bad;
 	}
 	for (g = gl ? gl->head : NULL; g != NULL; g = g->next)
 		if (g->kind == DL_STRING && !gs_has(&sd->reserved, g->s))
 			gs_add(&sd->reserved, g->s);
 	for (i = 0; i < r.nitems; i++) {
 		const struct dlist *m = r.items[i];
+		char guid[41];
 
 		if (strcmp(m->key, "MISSING") != 0)
 			continue;
 		if (sd->o->verbose > 1)
 			fprintf(stderr, "S * MISSING (%zu GUIDs)\n",
 			    m->nchild);
-		for (g = m->head; g != NULL; g = g->next)
-			if (g->kind == DL_STRING)
-				gs_add(&sd->missing, g->s);
+		for (g = m->head; g != NULL; g = g->next) {
+			guid_normalise(g->s, guid);
+			gs_add(&sd->missing, guid);
+		}
 	}
 	if (sd->o->verbose > 1)
 		fprintf(stderr, "S %s %s\n", r.status, r.text ? r.text : "");
@@ -414,6 +473,13 @@ do_reserve(struct sender *sd, const struct dlist *d)
 		sd->ok++;
 	csync_reply_clear(&r);
 	return 0;
+bad:
+	warnx_("RESERVE: a MISSING list of something other than GUIDs");
+	sd->failed++;
+	sd->batch_failed = 1;
+	set_fatal(sd, EXIT_PROTOCOL);
+	csync_reply_clear(&r);
+	return -1;
 }
 
 /* Where the local store keeps a body: the plan's partition first. */
@@ -520,6 +586,8 @@ source_ready(struct sender *sd)
 		sd->fatal = exit_for(cls);
 		return -1;
 	}
+	/* A body is one file literal of up to 4 GB, spooled to disk. */
+	sd->src->reply_max = 0;
 	return 0;
 }
 
@@ -585,14 +653,15 @@ fetch_bodies(struct sender *sd, struct msgref *refs, size_t n)
 				if (strcmp(r.items[k]->key, "MESSAGE") == 0)
 					f = r.items[k];
 			if (strcmp(r.status, "OK") == 0 && f != NULL &&
-			    f->kind == DL_FILE && f->file_ok &&
-			    f->path != NULL &&
-			    strcmp(f->guid, refs[j].guid) == 0 &&
-			    f->size == refs[j].size)
-				refs[j].path = strdup(f->path);
+			    f->kind == DL_FILE && f->file->file_ok &&
+			    f->file->path != NULL &&
+			    strcmp(f->file->guid, refs[j].guid) == 0 &&
+			    f->file->size == refs[j].size)
+				refs[j].path = strdup(f->file->path);
 			else {
-				if (f != NULL && f->path != NULL)
-					unlink(f->path);
+				if (f != NULL && f->kind == DL_FILE &&
+				    f->file->path != NULL)
+					unlink(f->file->path);
 				printf("NO APPLY MESSAGE %s: not fetched from "
 				    "the source: %s %s\n", refs[j].guid,
 				    r.status, r.text ? r.text : "");

@@ -1014,23 +1014,25 @@ static enum sv_result
 apply_message(struct sv *sv, const struct dlist *list)
 {
 	const struct dlist *it;
+	const struct dlist_file *f;
 	enum sv_result res = SV_OK;
 
 	if (list->kind != DL_LIST)
 		return SV_OK;	/* non-file items are ignored */
 	for (it = list->head; it != NULL; it = it->next) {
-		if (it->kind != DL_FILE || it->file_ok)
+		if (it->kind != DL_FILE || it->file->file_ok)
 			continue;
-		if (it->part == NULL || !partition_name_valid(it->part) ||
-		    conf_partition_path(sv->conf, it->part) == NULL) {
+		f = it->file;
+		if (f->part == NULL || !partition_name_valid(f->part) ||
+		    conf_partition_path(sv->conf, f->part) == NULL) {
 			sv_log(LOG_ERR, "APPLY MESSAGE: %s: partition %s is "
-			    "not configured", it->guid,
-			    it->part ? it->part : "");
+			    "not configured", f->guid,
+			    f->part ? f->part : "");
 			if (res == SV_OK)
 				res = SV_UNKNOWN;
 		} else {
 			sv_log(LOG_ERR, "APPLY MESSAGE: body %s refused "
-			    "(size or SHA-1 mismatch)", it->guid);
+			    "(size or SHA-1 mismatch)", f->guid);
 			res = SV_PROTOCOL_ERROR;
 		}
 	}
@@ -1454,6 +1456,15 @@ apply_sieve(struct sv *sv, const struct dlist *kl, const char *cmd)
 		return SV_OK;
 	}
 	if (dlist_getatom(kl, "FILENAME", &fname) == -1)
+		return SV_BAD_PARAMETERS;
+	/*
+	 * A file name is a name in the user's sieve directory: one with a
+	 * '/' or a leading '.' ("..", "../x", ".x.script") could reach
+	 * outside it or hide there, whatever its suffix.  Cyrus would
+	 * write such a file; we refuse it even when we would only ignore
+	 * the file.
+	 */
+	if (fname[0] == '.' || strchr(fname, '/') != NULL)
 		return SV_BAD_PARAMETERS;
 	if (strcmp(cmd, "ACTIVATE_SIEVE") == 0) {
 		/* The client names the bytecode file of the script. */

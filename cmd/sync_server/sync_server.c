@@ -389,7 +389,8 @@ struct session {
 enum step {
 	STEP_NEXT,		/* read the next command */
 	STEP_EXIT,		/* the client is done: exit 0 */
-	STEP_IOERR		/* the connection is broken */
+	STEP_IOERR,		/* the connection is broken */
+	STEP_DROP		/* the stream cannot be resynchronised: close */
 };
 
 static int
@@ -492,18 +493,36 @@ read_eol(struct prot *p)
 	return -1;
 }
 
-/* The rest of the line is dropped, literals included.  -1 at EOF. */
+/*
+ * The rest of the line is dropped, literals included.  -1 at EOF, or
+ * DLIST_EAT_TOOBIG: a literal too large to drain was announced, and the
+ * stream cannot be brought back in sync.
+ */
 static int
 eatline(struct session *s)
 {
 	return dlist_eatline(s->sv.p);
 }
 
+/* After DLIST_EAT_TOOBIG: say why, then end the connection. */
+static enum step
+toobig(struct session *s)
+{
+	sv_log(LOG_NOTICE, "%s: literal too large to skip, closing",
+	    s->peer);
+	(void)out(s, "BYE literal too large");
+	return STEP_DROP;
+}
+
 /* Reply after dropping the rest of the line. */
 static enum step
 refuse(struct session *s, const char *line)
 {
-	if (eatline(s) == -1 && prot_eof(s->sv.p))
+	int r;
+
+	if ((r = eatline(s)) == DLIST_EAT_TOOBIG)
+		return toobig(s);
+	if (r == -1 && prot_eof(s->sv.p))
 		return STEP_IOERR;
 	return out(s, "%s", line) == -1 ? STEP_IOERR : STEP_NEXT;
 }
@@ -830,8 +849,10 @@ cmd_dlist(struct session *s, const char *name, const char *upname,
 		}
 		snprintf(line, sizeof(line),
 		    "BAD IMAP_PROTOCOL_ERROR Failed to parse %s line", upname);
-		if (rc == -1 && dlist_eatline(sv->p) == -1 &&
-		    prot_eof(sv->p))
+		if (rc == -1 && (rc = dlist_eatline(sv->p)) ==
+		    DLIST_EAT_TOOBIG)
+			return toobig(s);
+		if (rc == -1 && prot_eof(sv->p))
 			return STEP_IOERR;
 		return out(s, "%s", line) == -1 ? STEP_IOERR : STEP_NEXT;
 	}
@@ -1151,6 +1172,8 @@ session_run(const struct conf *conf, int rfd, int wfd)
 
 	if (st == STEP_EXIT)
 		rc = EX_OK;
+	else if (st == STEP_DROP)
+		rc = EX_IOERR;
 	else if (prot_eof(s.sv.p)) {
 		sv_log(LOG_INFO, "%s: connection closed", s.peer);
 		rc = EX_OK;

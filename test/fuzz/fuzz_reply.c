@@ -131,7 +131,8 @@ fz_record(const struct dlist *item)
 		fprintf(stderr, "fuzz_reply: record changed in a round trip "
 		    "(uid %u/%u flags %#x/%#x keywords '%s'/'%s')\n", r.uid,
 		    r2.uid, r.sysflags, r2.sysflags,
-		    r.keywords ? r.keywords : "", r2.keywords ? r2.keywords : "");
+		    r.keywords ? r.keywords : "",
+		    r2.keywords ? r2.keywords : "");
 		abort();
 	}
 	store_record_clear(&r);

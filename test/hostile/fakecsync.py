@@ -24,6 +24,7 @@ FAKE_LOG is set, appended to that file.  MODE says how to answer:
 """
 import os
 import re
+import select
 import sys
 import time
 
@@ -67,7 +68,13 @@ def command():
 
 
 def silence():
-    time.sleep(600)
+    # Say nothing, but go away when the client does (or after 600 s),
+    # so that no fake outlives its test.
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        ready, _, _ = select.select([sys.stdin.buffer], [], [], 1.0)
+        if ready and not os.read(sys.stdin.fileno(), 65536):
+            break
     sys.exit(0)
 
 

@@ -291,12 +291,12 @@ test_write_file(void)
 	s = dlist_tostring(l, 1, 1, NULL);
 	is_str(s, "MESSAGE (%{default " G1 " 5})", "tostring: header only");
 	free(s);
-	f->size = 6;
+	f->file->size = 6;
 	s = pr(l, 1, 1, NULL);
 	is_str(s, "MESSAGE (NIL)", "size mismatch -> NIL");
 	free(s);
 	unlink(path);
-	f->size = 5;
+	f->file->size = 5;
 	s = pr(l, 1, 1, NULL);
 	is_str(s, "MESSAGE (NIL)", "missing file -> NIL");
 	free(s);
@@ -324,9 +324,10 @@ test_parse(void)
 	roundtrip("ENABLED ()", 1, 0, NULL);
 	roundtrip("FORCE %()", 1, 0, NULL);
 	roundtrip("X (\\Seen \\Expunged $Label1)", 1, 1, NULL);
-	/* Liberal input, canonical output. */
-	roundtrip("X (a  b\r\n\tc)", 1, 1, "X (a b c)");
-	roundtrip("X %(  A 1\r\n B \"q\" )", 1, 1, "X %(A 1 B q)");
+	/* Liberal input, canonical output.  Blanks only: a line end
+	 * outside a literal ends the value (see the bad() cases). */
+	roundtrip("X (a  b\t\tc)", 1, 1, "X (a b c)");
+	roundtrip("X %(  A 1\t B \"q\" )", 1, 1, "X %(A 1 B q)");
 	roundtrip("X {3}\r\nabc", 1, 1, "X abc");
 	roundtrip("X {3+}\nabc", 1, 1, "X abc");
 	roundtrip("\"X\" \"a\\\"b\"", 1, 1, "X {3+}\r\na\"b");
@@ -418,10 +419,16 @@ test_malformed(void)
 	bad("X %({3}\r\na\0b 1)\r\n", 18, 1, "NUL byte", "NUL in literal key");
 	bad("X %a\r\n", 6, 1, "'%' not followed by '(' or '{'", "% junk");
 	bad("X % (\r\n", 7, 1, "'%' not followed", "% space");
-	bad("X (a b\r\n", 8, 1, "unterminated list", "unterminated list");
+	bad("X (a b", 6, 1, "unterminated list", "unterminated list");
+	bad("X (a b\r\n", 8, 1, "line end inside a list",
+	    "line end in a list");
+	bad("X (a  b\r\n\tc)\r\n", 14, 1, "line end inside a list",
+	    "a list does not run on into the next line");
 	bad("X %(A 1 B)\r\n", 12, 1, "missing value for key B",
 	    "kvlist key without value");
-	bad("X %(A 1\r\n", 9, 1, "unterminated kvlist", "unterminated kvlist");
+	bad("X %(A 1", 7, 1, "unterminated kvlist", "unterminated kvlist");
+	bad("X %(  A 1\r\n B \"q\" )\r\n", 21, 1,
+	    "line end inside a kvlist", "line end in a kvlist");
 	bad("X )\r\n", 5, 1, "unexpected ')'", "stray paren");
 	bad("X\r\n", 3, 1, "missing value after key X", "key without value");
 	bad("X a \r\n", 6, 1, "unexpected data after value",
@@ -454,10 +461,14 @@ test_malformed(void)
 
 	/* Size limits. */
 	{
-		size_t big = DLIST_MAX_ATOM + 1, nitems = DLIST_MAX_ITEMS + 1;
-		char *buf;
+		/* The item bound through dlist_parse_limit: DLIST_MAX_ITEMS
+		 * itself (16 M) is too big to reach in a unit test. */
+		size_t big = DLIST_MAX_ATOM + 1, nitems = 1000;
+		struct dlist *d;
+		struct prot *p;
+		char *buf, err[128];
 
-		buf = malloc(nitems * 2 + 16);
+		buf = malloc(big + 16);
 		memcpy(buf, "X ", 2);
 		memset(buf + 2, 'a', big);
 		memcpy(buf + 2 + big, "\r\n", 2);
@@ -471,12 +482,23 @@ test_malformed(void)
 		bad("X {67108865}\r\n", 15, 1,
 		    "literal length 67108865 exceeds limit",
 		    "literal one over DLIST_MAX_LITERAL");
+		/* "X (a a ... a)": the list and its items, 1000 in all. */
 		buf[2] = '(';
-		for (i = 0; i < nitems; i++)
+		for (i = 0; i < nitems - 1; i++)
 			memcpy(buf + 3 + 2 * i, "a ", 2);
-		memcpy(buf + 3 + 2 * nitems - 1, ")\r\n", 3);
-		bad(buf, 3 + 2 * nitems + 2, 1, "more than 1000000 items",
-		    "over DLIST_MAX_ITEMS");
+		memcpy(buf + 3 + 2 * (nitems - 1) - 1, ")\r\n", 3);
+		p = prot_new_mem(buf, 3 + 2 * (nitems - 1) + 2);
+		ok(dlist_parse_limit(p, 1, NULL, nitems, &d, err,
+		    sizeof(err)) == 0 && d->nchild == nitems - 1,
+		    "items up to the bound are accepted");
+		dlist_free(d);
+		prot_free(p);
+		p = prot_new_mem(buf, 3 + 2 * (nitems - 1) + 2);
+		ok(dlist_parse_limit(p, 1, NULL, nitems - 1, &d, err,
+		    sizeof(err)) == -1 && d == NULL &&
+		    strcmp(err, "more than 999 items") == 0,
+		    "one item over the bound: %s", err);
+		prot_free(p);
 		free(buf);
 	}
 
@@ -596,8 +618,9 @@ test_file_sink(void)
 	if (r != 0)
 		printf("#   error: %s\n", err);
 	f = d != NULL ? d->head : NULL;
-	ok(f != NULL && f->kind == DL_FILE && f->size == size &&
-	    strcmp(f->guid, G1) == 0 && strcmp(f->part, "default") == 0,
+	ok(f != NULL && f->kind == DL_FILE && f->file->size == size &&
+	    strcmp(f->file->guid, G1) == 0 &&
+	    strcmp(f->file->part, "default") == 0,
 	    "file node fields (guid lower-cased)");
 	ok(ms.opens == 1 && ms.closes == 1 && ms.lastok == 1,
 	    "sink opened and closed once");
@@ -608,8 +631,8 @@ test_file_sink(void)
 	ok(ms.writes > 1 && ms.maxpiece <= 65536,
 	    "bytes came in pieces (%d writes, max %zu)", ms.writes,
 	    ms.maxpiece);
-	ok(f != NULL && f->file_ok == 1 && f->path != NULL &&
-	    strcmp(f->path, "/staging/file") == 0, "sink path recorded");
+	ok(f != NULL && f->file->file_ok == 1 && f->file->path != NULL &&
+	    strcmp(f->file->path, "/staging/file") == 0, "sink path recorded");
 	ok(prot_readline(p, line, sizeof(line)) == 4 &&
 	    strcmp(line, "NEXT") == 0, "stream in sync after the file");
 	dlist_free(d);
@@ -631,7 +654,8 @@ test_file_sink(void)
 		ms.refuse = 1;
 		p = prot_new_mem(buf, bl);
 		r = dlist_parse(p, 1, &sink, &d, err, sizeof(err));
-		ok(r == 0 && d->head->file_ok == 0 && d->head->path == NULL &&
+		ok(r == 0 && d->head->file->file_ok == 0 &&
+		    d->head->file->path == NULL &&
 		    dlist_parse_eol(p) == 0 &&
 		    prot_readline(p, line, sizeof(line)) == 4,
 		    "refusing sink: bytes dropped, stream in sync");
@@ -643,7 +667,7 @@ test_file_sink(void)
 		ms.closes = 0;
 		p = prot_new_mem(buf, bl);
 		r = dlist_parse(p, 1, &sink, &d, err, sizeof(err));
-		ok(r == 0 && d->head->file_ok == 0 && ms.closes == 1 &&
+		ok(r == 0 && d->head->file->file_ok == 0 && ms.closes == 1 &&
 		    ms.lastok == 0 && dlist_parse_eol(p) == 0 &&
 		    prot_readline(p, line, sizeof(line)) == 4,
 		    "failing sink: close(ok=0), stream in sync");
@@ -652,7 +676,7 @@ test_file_sink(void)
 
 		p = prot_new_mem(buf, bl);
 		r = dlist_parse(p, 1, NULL, &d, err, sizeof(err));
-		ok(r == 0 && d->head->file_ok == 0 &&
+		ok(r == 0 && d->head->file->file_ok == 0 &&
 		    dlist_parse_eol(p) == 0 &&
 		    prot_readline(p, line, sizeof(line)) == 4,
 		    "NULL sink: stream in sync");

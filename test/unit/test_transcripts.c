@@ -115,8 +115,8 @@ unlink_files(struct dlist *d)
 {
 	struct dlist *c;
 
-	if (d->kind == DL_FILE && d->path != NULL)
-		unlink(d->path);
+	if (d->kind == DL_FILE && d->file->path != NULL)
+		unlink(d->file->path);
 	for (c = d->head; c != NULL; c = c->next)
 		unlink_files(c);
 }
