@@ -230,13 +230,16 @@ deleted_names() {
 	grep -q '^C: APPLY UNUSER alice' "$D/rec/deluser.txt"
 	mapfile -t all <"$D/deleted"
 	ia_compare_user alice "${all[@]}" || { ia_server_log; false; }
-	# Neither side lists a live mailbox of alice any more.
+	# Neither side lists a live mailbox of alice any more; both keep
+	# her delayed-delete copies (DELETED.user.alice.*), as Cyrus does.
 	run ia_master "GET USER alice"
 	echo "$output"
-	[[ $output != *MAILBOX* && $output == *'= OK'* ]]
+	[[ $output != *'"MBOXNAME": "user.alice'* && $output == *'= OK'* ]]
+	[[ $output == *'"MBOXNAME": "DELETED.user.alice.'* ]]
 	run ia_ours "GET USER alice"
 	echo "$output"
-	[[ $output != *MAILBOX* && $output == *'= OK'* ]]
+	[[ $output != *'"MBOXNAME": "user.alice'* && $output == *'= OK'* ]]
+	[[ $output == *'"MBOXNAME": "DELETED.user.alice.'* ]]
 	quiet alice deluser
 	ia_compare_user bob
 }
