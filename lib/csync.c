@@ -876,3 +876,15 @@ csync_source_opts_from_conf(struct csync_opts *o, const struct conf *conf,
 	o->tls_cert = conf_get(conf, channel, "tls_client_cert", NULL);
 	o->tls_key = conf_get(conf, channel, "tls_client_key", NULL);
 }
+
+int
+csync_exit_status(enum csync_err cls)
+{
+	switch (cls) {
+	case CSYNC_AUTH:	return CSYNC_EXIT_CONFIG;
+	case CSYNC_PROTOCOL:	return CSYNC_EXIT_PROTOCOL;
+	case CSYNC_TIMEOUT:	return CSYNC_EXIT_TEMP;
+	case CSYNC_LOCAL:	return CSYNC_EXIT_IOERR;
+	default:		return CSYNC_EXIT_UNREACHABLE;
+	}
+}

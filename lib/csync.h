@@ -37,6 +37,22 @@ enum csync_err {
 	CSYNC_LOCAL		/* local resource error */
 };
 
+/*
+ * Exit statuses shared by the tools that talk csync (sync-plan(1),
+ * sync-send(1)): sysexits values, so a caller can tell a temporary
+ * failure from a permanent one.
+ */
+#define CSYNC_EXIT_OK		0
+#define CSYNC_EXIT_FAILED	1	/* some objects failed */
+#define CSYNC_EXIT_UNREACHABLE	69	/* EX_UNAVAILABLE */
+#define CSYNC_EXIT_IOERR	74	/* EX_IOERR */
+#define CSYNC_EXIT_TEMP		75	/* EX_TEMPFAIL */
+#define CSYNC_EXIT_PROTOCOL	76	/* EX_PROTOCOL */
+#define CSYNC_EXIT_CONFIG	78	/* EX_CONFIG */
+
+/* The exit status for a connection failure of class cls. */
+int		 csync_exit_status(enum csync_err cls);
+
 struct csync_opts {
 	const char	*target;	/* host[:port] or /path; NULL if command */
 	const char	*command;	/* spawned via /bin/sh -c; NULL if target */

@@ -36,14 +36,14 @@
 #define MESSAGE_MAX		1024	/* files per APPLY MESSAGE */
 #define MESSAGE_MAX_SRC		128	/* ... when each carries its source */
 
-/* Exit statuses (see sync-plan(1)). */
-#define EXIT_OK			0
-#define EXIT_FAILED		1
-#define EXIT_UNREACHABLE	EX_UNAVAILABLE	/* 69 */
-#define EXIT_IOERR		EX_IOERR	/* 74 */
-#define EXIT_TEMP		EX_TEMPFAIL	/* 75 */
-#define EXIT_PROTOCOL		EX_PROTOCOL	/* 76 */
-#define EXIT_CONFIG		EX_CONFIG	/* 78 */
+/* Exit statuses (see EXIT STATUS in the man page). */
+#define EXIT_OK			CSYNC_EXIT_OK
+#define EXIT_FAILED		CSYNC_EXIT_FAILED
+#define EXIT_UNREACHABLE	CSYNC_EXIT_UNREACHABLE
+#define EXIT_IOERR		CSYNC_EXIT_IOERR
+#define EXIT_TEMP		CSYNC_EXIT_TEMP
+#define EXIT_PROTOCOL		CSYNC_EXIT_PROTOCOL
+#define EXIT_CONFIG		CSYNC_EXIT_CONFIG
 
 struct opts {
 	const char	*conf_path;
@@ -91,19 +91,6 @@ struct plan {
 	int		 failed;	/* objects we could not plan */
 	int		 fatal;		/* exit status of a fatal error */
 };
-
-/* The exit status for a failure to set up the connection. */
-static int
-exit_for(enum csync_err cls)
-{
-	switch (cls) {
-	case CSYNC_AUTH:	return EXIT_CONFIG;
-	case CSYNC_PROTOCOL:	return EXIT_PROTOCOL;
-	case CSYNC_TIMEOUT:	return EXIT_TEMP;
-	case CSYNC_LOCAL:	return EXIT_IOERR;
-	default:		return EXIT_UNREACHABLE;
-	}
-}
 
 static void
 usage(void)
@@ -191,9 +178,7 @@ rstate_get(struct plan *pl, const char *what, struct dlist *arg,
 	if (csync_call(pl->cs, "GET", arg, &r, NULL) == -1 &&
 	    r.status[0] == '\0') {
 		warnx_("GET %s: %s", what, pl->cs->err);
-		pl->fatal = pl->cs->errclass == CSYNC_PROTOCOL ?
-		    EXIT_PROTOCOL : pl->cs->errclass == CSYNC_TIMEOUT ?
-		    EXIT_TEMP : EXIT_UNREACHABLE;
+		pl->fatal = csync_exit_status(pl->cs->errclass);
 		csync_reply_clear(&r);
 		return -1;
 	}
@@ -1431,7 +1416,7 @@ main(int argc, char **argv)
 	pl.cs = csync_open(&co, err, sizeof(err), &cls);
 	if (pl.cs == NULL) {
 		warnx_("%s", err);
-		return exit_for(cls);
+		return csync_exit_status(cls);
 	}
 	if (pl.store == NULL) {
 		/* The source is read in the sieve mode the replica agreed
@@ -1442,7 +1427,7 @@ main(int argc, char **argv)
 		if (pl.src == NULL) {
 			warnx_("source: %s", err);
 			csync_close(pl.cs);
-			return exit_for(cls);
+			return csync_exit_status(cls);
 		}
 		pl.m = master_from_csync(pl.src);
 	}

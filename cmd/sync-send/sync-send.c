@@ -49,13 +49,14 @@
 #define REPLY_MAX	65536	/* data bytes in a reply, plus 41 a GUID
 				   for RESERVE */
 
-#define EXIT_OK		0
-#define EXIT_FAILED	1
-#define EXIT_UNREACHABLE EX_UNAVAILABLE	/* 69 */
-#define EXIT_IOERR	EX_IOERR	/* 74 */
-#define EXIT_TEMP	EX_TEMPFAIL	/* 75 */
-#define EXIT_PROTOCOL	EX_PROTOCOL	/* 76 */
-#define EXIT_CONFIG	EX_CONFIG	/* 78 */
+/* Exit statuses (see EXIT STATUS in the man page). */
+#define EXIT_OK			CSYNC_EXIT_OK
+#define EXIT_FAILED		CSYNC_EXIT_FAILED
+#define EXIT_UNREACHABLE	CSYNC_EXIT_UNREACHABLE
+#define EXIT_IOERR		CSYNC_EXIT_IOERR
+#define EXIT_TEMP		CSYNC_EXIT_TEMP
+#define EXIT_PROTOCOL		CSYNC_EXIT_PROTOCOL
+#define EXIT_CONFIG		CSYNC_EXIT_CONFIG
 
 struct opts {
 	const char	*conf_path;
@@ -102,31 +103,6 @@ struct sender {
 	struct timespec	 start, shown;
 	int		 fatal;
 };
-
-/* The exit status for a failure to set up the connection. */
-static int
-exit_for(enum csync_err cls)
-{
-	switch (cls) {
-	case CSYNC_AUTH:	return EXIT_CONFIG;
-	case CSYNC_PROTOCOL:	return EXIT_PROTOCOL;
-	case CSYNC_TIMEOUT:	return EXIT_TEMP;
-	case CSYNC_LOCAL:	return EXIT_IOERR;
-	default:		return EXIT_UNREACHABLE;
-	}
-}
-
-/* The exit status for a failed read or write on a connection. */
-static int
-exit_for_conn(const struct csync *cs)
-{
-	switch (cs->errclass) {
-	case CSYNC_PROTOCOL:	return EXIT_PROTOCOL;
-	case CSYNC_TIMEOUT:	return EXIT_TEMP;
-	case CSYNC_LOCAL:	return EXIT_IOERR;
-	default:		return EXIT_UNREACHABLE;
-	}
-}
 
 /* The first fatal error decides the exit status: what follows it (a
  * closed connection after BYE) is only its consequence. */
@@ -356,7 +332,7 @@ drain(struct sender *sd)
 	for (i = 0; i < sd->ninflight; i++) {
 		if (csync_read_reply(sd->cs, &r, NULL) == -1) {
 			warnx_("%s: %s", sd->inflight[i], sd->cs->err);
-			set_fatal(sd, exit_for_conn(sd->cs));
+			set_fatal(sd, csync_exit_status(sd->cs->errclass));
 			csync_reply_clear(&r);
 			sd->ninflight = 0;
 			return -1;
@@ -425,7 +401,7 @@ do_reserve(struct sender *sd, const struct dlist *d)
 	if (csync_call(sd->cs, "APPLY", d, &r, NULL) == -1 &&
 	    r.status[0] == '\0') {
 		warnx_("RESERVE: %s", sd->cs->err);
-		set_fatal(sd, exit_for_conn(sd->cs));
+		set_fatal(sd, csync_exit_status(sd->cs->errclass));
 		csync_reply_clear(&r);
 		return -1;
 	}
@@ -583,7 +559,7 @@ source_ready(struct sender *sd)
 	sd->src = csync_open(&sd->srcopts, err, sizeof(err), &cls);
 	if (sd->src == NULL) {
 		warnx_("source: %s", err);
-		sd->fatal = exit_for(cls);
+		sd->fatal = csync_exit_status(cls);
 		return -1;
 	}
 	/* A body is one file literal of up to 4 GB, spooled to disk. */
@@ -644,8 +620,7 @@ fetch_bodies(struct sender *sd, struct msgref *refs, size_t n)
 
 			if (csync_read_reply(sd->src, &r, &sink) == -1) {
 				warnx_("source: %s", sd->src->err);
-				sd->fatal = sd->src->errclass == CSYNC_TIMEOUT ?
-				    EXIT_TEMP : EXIT_UNREACHABLE;
+				sd->fatal = csync_exit_status(sd->src->errclass);
 				csync_reply_clear(&r);
 				return;
 			}
@@ -1276,7 +1251,7 @@ main(int argc, char **argv)
 	sd.cs = csync_open(&co, err, sizeof(err), &cls);
 	if (sd.cs == NULL) {
 		warnx_("%s", err);
-		return exit_for(cls);
+		return csync_exit_status(cls);
 	}
 	in = prot_new(fd, -1);
 	sd.progress = isatty(2) && o.verbose < 2;
