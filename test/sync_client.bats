@@ -366,7 +366,7 @@ stage_pid() {
 @test "sync-send dies: sync-plan and synclog-tail do not hang" {
 	"$SC" -C "$M" -e "$E" -R -d 0 -o 2>"$T/err" 3>&- &
 	CPID=$!
-	wait_for 5 stage_pid "$CPID" sync-send
+	wait_for 30 stage_pid "$CPID" sync-send
 	kill -KILL "$(stage_pid "$CPID" sync-send)"
 	wait_for 10 none_left
 	run wait "$CPID"
@@ -377,7 +377,7 @@ stage_pid() {
 @test "sync-plan dies: sync-send sees the end of the plan, nothing hangs" {
 	"$SC" -C "$M" -e "$E" -R -d 0 -o 2>"$T/err" 3>&- &
 	CPID=$!
-	wait_for 5 stage_pid "$CPID" sync-plan
+	wait_for 30 stage_pid "$CPID" sync-plan
 	kill -KILL "$(stage_pid "$CPID" sync-plan)"
 	wait_for 10 none_left
 	run wait "$CPID"
