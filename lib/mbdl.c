@@ -224,7 +224,8 @@ mbdl_parse_annots(const struct dlist *list, struct store_annot **out,
 		a[n].valuelen = vlen;
 		n++;
 	}
-	qsort(a, n, sizeof(*a), annot_cmp);
+	if (n > 1)
+		qsort(a, n, sizeof(*a), annot_cmp);
 	*out = a;
 	*nout = n;
 	return 0;
