@@ -35,7 +35,9 @@ setup() {
 
 teardown() {
 	[[ -n ${CPID:-} ]] && kill -TERM "$CPID" 2>/dev/null
+	[[ -n ${HOLDER:-} ]] && kill -TERM "$HOLDER" 2>/dev/null
 	sp_server_stop "$R"
+	sp_server_stop "$M"
 	sp_rmtmp "$T"
 }
 
@@ -332,6 +334,99 @@ none_left() {
 	[ "$status" -eq 0 ]
 	[ "$SECONDS" -ge 1 ]
 	same alice
+}
+
+# hold_lock USER: another run holds USER's sync lock until $HOLDER ends.
+hold_lock() {
+	local lock=$T/m/conf/lock/sync_client/S-$1
+	mkdir -p "$T/m/conf/lock/sync_client"
+	bash -c 'exec 8>"$1"; flock 8; exec sleep 600' _ "$lock" 3>&- &
+	HOLDER=$!
+	wait_for 30 eval "! flock -n '$lock' true"
+}
+
+@test "-N with -r -1: a locked user's log lines stay in the log for a later pass" {
+	deliver user.alice rolled
+	deliver user.bob rolled
+	hold_lock alice
+	run "$SC" -C "$M" -e "$E" -N -r -1
+	[ "$status" -eq 0 ]
+	[[ $output == *"alice: locked by another run"* ]]
+	same bob
+	! has_mailbox user.alice
+	# The claimed file is gone; alice's lines are back in the log.
+	[ ! -e "$T/m/conf/sync/log-run" ]
+	grep -q 'user\.alice' "$T/m/conf/sync/log"
+	! grep -q 'user\.bob' "$T/m/conf/sync/log"
+	kill -TERM "$HOLDER"
+	wait "$HOLDER" || true
+	HOLDER=
+	run "$SC" -C "$M" -e "$E" -N -r -1
+	[ "$status" -eq 0 ]
+	same alice
+	[ ! -e "$T/m/conf/sync/log" ]
+}
+
+@test "-N with -R: a locked user is left for later, the others go on" {
+	hold_lock alice
+	"$SC" -C "$M" -e "$E" -N -R -d 0 2>"$T/err" 3>&- &
+	CPID=$!
+	deliver user.alice waiting
+	deliver user.bob first
+	wait_for 60 same bob
+	deliver user.bob second
+	wait_for 60 same bob
+	! has_mailbox user.alice
+	grep -q 'alice: locked by another run' "$T/err"
+	kill -TERM "$HOLDER"
+	wait "$HOLDER" || true
+	HOLDER=
+	wait_for 60 same alice
+}
+
+@test "-R: a batch that was not committed is sent again soon, not after --retry" {
+	"$SC" -C "$M" -e "$E" -u alice
+	# The replica can not store bodies: every batch with one is kept.
+	rm -rf "$T/r/spool/stage"
+	touch "$T/r/spool/stage"
+	timeout 120 "$SC" -C "$M" -e "$E" -R -d 0 2>"$T/err" 3>&- &
+	CPID=$!
+	deliver user.alice kept
+	# Three attempts: re-sent only every 60 s (synclog-tail's --retry),
+	# they and the catch-up below would outlast the 120 s bound.
+	wait_for 100 eval '[ "$(grep -c "%kept" "$T/err")" -ge 3 ]'
+	rm -f "$T/r/spool/stage"
+	wait_for 100 same alice
+	kill -0 "$CPID"
+}
+
+@test "--source-command, -M: the master's state is read from a csync source" {
+	# A client whose own store is empty: what reaches the replica can
+	# only come from the source, a sync_server over the master store.
+	mkdir -p "$T/c"
+	sp_conf "$T/c/imapd.conf"
+	C=$T/c/imapd.conf
+	run "$SC" -C "$C" -e "$E" \
+	    --source-command "$ROOT/cmd/sync_server/sync_server -C $M" -u alice
+	[ "$status" -eq 0 ]
+	same alice
+	! has_mailbox user.bob
+	# -M: the same store served over TCP, credentials from the
+	# configuration.
+	PORT=$(sp_freeport)
+	sp_sasluser "$T/m/conf/sasldb2" syncpipe-test repluser secret
+	printf 'sync_source_authname: repluser\nsync_source_password: secret\n' \
+	    >>"$C"
+	sp_server_start "$M" "$PORT"
+	run "$SC" -C "$C" -e "$E" -M "127.0.0.1:$PORT" -u bob
+	[ "$status" -eq 0 ]
+	same bob
+	# A source can not list its users; -M and --source-command exclude
+	# each other.
+	run "$SC" -C "$C" -e "$E" -M "127.0.0.1:$PORT" -A
+	[ "$status" -eq 64 ]
+	run "$SC" -C "$C" -e "$E" -M "127.0.0.1:$PORT" --source-command true -u bob
+	[ "$status" -eq 64 ]
 }
 
 @test "-w: waits before starting" {

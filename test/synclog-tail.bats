@@ -269,6 +269,57 @@ LOG
 	TAILPID=
 }
 
+@test "SIGUSR1: a kept log-run is emitted again long before --retry" {
+	echo "USER k" > "$L"
+	"$T" -r -d 0 --retry 3600 -C "$C" > "$D/out" &
+	TAILPID=$!
+	waitfor grep -q '^%end 1' "$D/out"
+	kill -USR1 "$TAILPID"
+	waitfor grep -q '^%end 2' "$D/out"
+	[ "$(grep -c '^USER k' "$D/out")" -eq 2 ]
+	# Once committed, the next claim starts afresh.
+	"$T" -C "$C" --commit "$L-run"
+	echo "USER l" > "$L"
+	waitfor grep -q '^USER l' "$D/out"
+	kill -TERM "$TAILPID"
+	wait "$TAILPID"
+	TAILPID=
+}
+
+@test "--skip-locked: a locked owner's records go back to the log, the rest on" {
+	mkdir "$D/locks"
+	cat > "$L" <<'LOG'
+MAILBOX user.alice
+MAILBOX user.bob.x
+SEEN alice user.bob
+RENAME user.carol.a user.alice.b
+SUB bob user.bob.x
+MAILBOX shared.news
+LOG
+	exec 8>"$D/locks/S-alice"
+	flock 8
+	run "$T" -1 -C "$C" --skip-locked "$D/locks"
+	exec 8>&-
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"alice: locked by another run"* ]]
+	[ "$(records <<<"$output" | grep -v 'locked by')" = "MAILBOX user.bob.x
+MAILBOX shared.news
+SUB bob user.bob.x" ]
+	[[ "$output" == *"%commit $L-run "* ]]
+	# alice's three records are in the log again, synced to disk.
+	[ "$(cat "$L")" = "MAILBOX user.alice
+SEEN alice user.bob
+RENAME user.carol.a user.alice.b" ]
+	# The lock free, the next pass takes them.
+	"$T" -C "$C" --commit "$L-run"
+	run "$T" -1 -C "$C" --skip-locked "$D/locks"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"MAILBOX user.alice"* ]]
+	[[ "$output" != *"locked by"* ]]
+	run "$T" -f "$L" --skip-locked "$D/locks"
+	[ "$status" -eq 64 ]
+}
+
 @test "SIGTERM stops -r cleanly, exit 0, batches whole" {
 	"$T" -r -d 0 -C "$C" > "$D/out" &
 	TAILPID=$!

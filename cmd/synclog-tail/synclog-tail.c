@@ -3,6 +3,7 @@
  * rolling sync_client does, coalesce them and write the action stream
  * (syncpipe-actions(5)).  See synclog-tail(1).
  */
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -52,6 +53,7 @@ struct opts {
 	long		 retry;
 	const char	*commit;
 	const char	*commit_id;
+	const char	*lockdir;	/* --skip-locked */
 	int		 prom;
 };
 
@@ -65,8 +67,20 @@ struct fileid {
 	struct timespec	 mtime;
 };
 
+/*
+ * --skip-locked: the lock decision of each owner met in one batch, in a
+ * small open-addressing table.
+ */
+struct lockcache {
+	char		**keys;
+	signed char	 *locked;
+	size_t		  size;		/* slots, a power of two */
+	size_t		  used;
+};
+
 struct tail {
 	const struct opts *o;
+	const struct conf *conf;
 	char		 log[PATH_MAX];
 	char		 run[PATH_MAX];
 	char		 rejects[PATH_MAX];
@@ -78,13 +92,17 @@ struct tail {
 	unsigned long	 batch;
 	int		 inofd;
 	int		 watching;
+	int		 skipped;	/* the last claim left lines behind */
 	sigset_t	 waitmask;	/* mask while waiting */
 };
 
 static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t kept;	/* SIGUSR1: a batch was not committed */
 
 #define RETRY_DEFAULT	60
 #define SHUTDOWN_POLL	0.25	/* seconds between shutdown-file checks */
+#define KEPT_BACKOFF	1.0	/* first re-emission after a kept batch */
+#define SKIP_HOLDOFF	1.0	/* least time between claims that skip */
 
 static void
 usage(void)
@@ -92,7 +110,8 @@ usage(void)
 	fprintf(stderr,
 	    "usage: synclog-tail [-1r] [-C config] [-n channel] [-f file] "
 	    "[-F shutdown-file]\n"
-	    "                    [-d delay] [--retry seconds]\n"
+	    "                    [-d delay] [--retry seconds] "
+	    "[--skip-locked lockdir]\n"
 	    "       synclog-tail [-C config] [-n channel] [-f file] "
 	    "--commit path [id]\n"
 	    "       synclog-tail --status [-C config] [-n channel] "
@@ -102,8 +121,10 @@ usage(void)
 static void
 on_signal(int sig)
 {
-	(void)sig;
-	stopping = 1;
+	if (sig == SIGUSR1)
+		kept = 1;
+	else
+		stopping = 1;
 }
 
 static double
@@ -282,12 +303,175 @@ rejects_close(struct rejects *rj)
 }
 
 /*
- * Read one file into a set.  Returns RES_OK, or RES_TEMP when a read or
- * the rejects file failed (nothing may then be committed).
+ * --skip-locked.  An owner is locked when another process holds its
+ * sync lock file, {lockdir}/S-<user> ('/' as '^'; S-*shared* for shared
+ * mailboxes), as sync_client(8) takes it.  The lock is only tested (a
+ * shared, non-blocking flock(2) released at once), never held.
+ */
+struct skip {
+	const char	*dir;
+	struct lockcache cache;
+	char		*buf;		/* records left for a later pass */
+	size_t		 len;
+	size_t		 cap;
+};
+
+static size_t
+skip_hash(const char *s)
+{
+	size_t h = 2166136261u;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+static int
+skip_grow(struct lockcache *lc)
+{
+	struct lockcache n;
+	size_t i, j;
+
+	n.size = lc->size == 0 ? 64 : lc->size * 2;
+	n.used = lc->used;
+	if ((n.keys = calloc(n.size, sizeof(*n.keys))) == NULL)
+		return -1;
+	if ((n.locked = calloc(n.size, sizeof(*n.locked))) == NULL) {
+		free(n.keys);
+		return -1;
+	}
+	for (i = 0; i < lc->size; i++) {
+		if (lc->keys[i] == NULL)
+			continue;
+		for (j = skip_hash(lc->keys[i]) & (n.size - 1);
+		    n.keys[j] != NULL; j = (j + 1) & (n.size - 1))
+			;
+		n.keys[j] = lc->keys[i];
+		n.locked[j] = lc->locked[i];
+	}
+	free(lc->keys);
+	free(lc->locked);
+	*lc = n;
+	return 0;
+}
+
+static void
+skip_free(struct skip *sk)
+{
+	size_t i;
+
+	for (i = 0; i < sk->cache.size; i++)
+		free(sk->cache.keys[i]);
+	free(sk->cache.keys);
+	free(sk->cache.locked);
+	free(sk->buf);
+}
+
+/* 1 if owner ("" for shared mailboxes) is locked, 0 if not, -1 when out
+ * of memory.  Each owner is tested once per batch. */
+static int
+skip_locked(struct skip *sk, const char *owner)
+{
+	struct lockcache *lc = &sk->cache;
+	char path[PATH_MAX], *p;
+	size_t i, mask;
+	int fd, n, locked = 0;
+
+	if (lc->used * 2 >= lc->size && skip_grow(lc) == -1)
+		return -1;
+	mask = lc->size - 1;
+	for (i = skip_hash(owner) & mask; lc->keys[i] != NULL;
+	    i = (i + 1) & mask)
+		if (strcmp(lc->keys[i], owner) == 0)
+			return lc->locked[i];
+	n = snprintf(path, sizeof(path), "%s/S-%s", sk->dir,
+	    *owner != '\0' ? owner : "*shared*");
+	if (n > 0 && n < (int)sizeof(path)) {
+		for (p = path + strlen(sk->dir) + 3; *p != '\0'; p++)
+			if (*p == '/')
+				*p = '^';
+		if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) !=
+		    -1) {
+			if (flock(fd, LOCK_SH | LOCK_NB) == -1 &&
+			    errno == EWOULDBLOCK)
+				locked = 1;
+			close(fd);
+		}
+	}
+	if ((lc->keys[i] = strdup(owner)) == NULL)
+		return -1;
+	lc->locked[i] = (signed char)locked;
+	lc->used++;
+	if (locked)
+		warnx("%s: locked by another run: left in the log",
+		    *owner != '\0' ? owner : "shared mailboxes");
+	return locked;
+}
+
+/*
+ * 1 if rec belongs to a locked owner and was set aside for the log,
+ * 0 if it is to be emitted, -1 when out of memory.
+ */
+static int
+skip_record(struct skip *sk, const struct synclog_rec *rec)
+{
+	char owner[SYNCLOG_READ_MAX + 2], line[2 * SYNCLOG_READ_MAX + 64];
+	const char *args[2] = { rec->arg1, rec->arg2 };
+	size_t need;
+	char *nb;
+	int i, n, r, locked = 0;
+
+	for (i = 0; i < 2 && args[i] != NULL && !locked; i++) {
+		switch (rec->kind) {
+		case SYNCLOG_USER:
+		case SYNCLOG_UNUSER:
+		case SYNCLOG_META:
+		case SYNCLOG_SIEVE:
+		case SYNCLOG_SEEN:
+		case SYNCLOG_SUB:
+		case SYNCLOG_UNSUB:
+			if (i > 0)
+				continue;
+			strlcpy(owner, args[i], sizeof(owner));
+			break;
+		case SYNCLOG_RENAME:
+		case SYNCLOG_DOUBLEMAILBOX:
+			synclog_mailbox_owner(args[i], owner, sizeof(owner));
+			break;
+		default:
+			if (i > 0)
+				continue;
+			synclog_mailbox_owner(args[i], owner, sizeof(owner));
+			break;
+		}
+		if ((r = skip_locked(sk, owner)) == -1)
+			return -1;
+		locked = r;
+	}
+	if (!locked)
+		return 0;
+	if ((n = synclog_rec_format(rec, line, sizeof(line))) < 0)
+		return 0;	/* cannot happen for a parsed record */
+	need = sk->len + (size_t)n;
+	if (need > sk->cap) {
+		if ((nb = realloc(sk->buf, need * 2)) == NULL)
+			return -1;
+		sk->buf = nb;
+		sk->cap = need * 2;
+	}
+	memcpy(sk->buf + sk->len, line, (size_t)n);
+	sk->len = need;
+	return 1;
+}
+
+/*
+ * Read one file into a set; with sk, the records of locked owners go to
+ * sk instead.  Returns RES_OK, or RES_TEMP when a read or the rejects
+ * file failed (nothing may then be committed).
  */
 static enum result
 read_file(int fd, const char *name, const char *rejpath,
-    struct synclog_set *set)
+    struct synclog_set *set, struct skip *sk)
 {
 	struct synclog_reader *rd;
 	struct synclog_rec *rec;
@@ -296,7 +480,7 @@ read_file(int fd, const char *name, const char *rejpath,
 	char err[256];
 	size_t len;
 	unsigned long lineno;
-	int flags, r;
+	int flags, r, sr;
 	enum result res = RES_OK;
 
 	if ((rd = synclog_reader_new(fd)) == NULL ||
@@ -319,8 +503,13 @@ read_file(int fd, const char *name, const char *rejpath,
 		}
 		switch (synclog_parse(line, len, rec, err, sizeof(err))) {
 		case 1:
-			if (synclog_set_add(set, rec, err, sizeof(err)) ==
-			    -1) {
+			if (sk != NULL && (sr = skip_record(sk, rec)) != 0) {
+				if (sr == -1) {
+					warnx("out of memory");
+					res = RES_TEMP;
+				}
+			} else if (synclog_set_add(set, rec, err,
+			    sizeof(err)) == -1) {
 				warnx("%s", err);
 				res = RES_TEMP;
 			}
@@ -358,10 +547,11 @@ emit_file(struct tail *t, const char *path, int claimed,
     struct fileid *idout)
 {
 	struct synclog_set *set;
+	struct skip sk, *skp = NULL;
 	struct flock fl;
 	struct stat st;
 	struct fileid id;
-	char abs[PATH_MAX], num[32], idbuf[128];
+	char abs[PATH_MAX], num[32], idbuf[128], err[512];
 	const char *rejpath;
 	enum result res;
 	int fd, rdonly = 0;
@@ -419,9 +609,28 @@ emit_file(struct tail *t, const char *path, int claimed,
 			close(fd);
 		return RES_TEMP;
 	}
-	res = read_file(fd, abs, rejpath, set);
+	if (claimed && t->o->lockdir != NULL) {
+		memset(&sk, 0, sizeof(sk));
+		sk.dir = t->o->lockdir;
+		skp = &sk;
+	}
+	res = read_file(fd, abs, rejpath, set, skp);
 	if (fd != STDIN_FILENO)
 		close(fd);
+	/*
+	 * The records of locked owners are back in the log (fsynced)
+	 * before the batch that lets the claimed file be removed.
+	 */
+	if (skp != NULL) {
+		t->skipped = sk.len > 0;
+		if (res == RES_OK && sk.len > 0 &&
+		    synclog_append_channel(t->conf, t->o->channel, sk.buf,
+		    sk.len, err, sizeof(err)) == -1) {
+			warnx("%s", err);
+			res = RES_TEMP;
+		}
+		skip_free(&sk);
+	}
 	if (res != RES_OK) {
 		synclog_set_free(set);
 		return res;
@@ -527,9 +736,10 @@ run_tail(struct tail *t)
 	const struct opts *o = t->o;
 	struct fileid emitted = { 0 }, cur;
 	struct stat st;
-	double emitted_at = 0, last_claim = -1e18, now;
+	double emitted_at = 0, last_claim = -1e18, now, due, delay;
+	double kept_due = 0, backoff = KEPT_BACKOFF;
 	enum result res;
-	int have;
+	int have, kept_pending = 0;
 
 	if (fputs("%syncpipe-actions 1\n", stdout) == EOF ||
 	    fflush(stdout) == EOF)
@@ -548,18 +758,38 @@ run_tail(struct tail *t)
 		now = now_mono();
 		if (stat(t->run, &st) == 0) {
 			fileid_of(&st, &cur);
-			if (!fileid_eq(&cur, &emitted) ||
-			    now - emitted_at >= o->retry) {
+			/*
+			 * SIGUSR1: the pipeline has finished the batch
+			 * without committing it (sync_client(8) sends it on
+			 * sync-send's "%kept").  It is emitted again soon,
+			 * later after each further failure, instead of
+			 * after --retry.
+			 */
+			if (kept) {
+				kept = 0;
+				if (emitted.set) {
+					kept_pending = 1;
+					kept_due = now + backoff;
+					backoff *= 2;
+					if (backoff > o->retry)
+						backoff = o->retry;
+				}
+			}
+			due = emitted_at + o->retry;
+			if (kept_pending && kept_due < due)
+				due = kept_due;
+			if (!fileid_eq(&cur, &emitted) || now >= due) {
 				res = emit_file(t, t->run, 1, &emitted);
 				if (res != RES_OK)
 					return res;
 				emitted_at = now_mono();
+				kept_pending = 0;
 				if (o->once)
 					break;
 				continue;
 			}
 			/* Wait for the commit step to remove it. */
-			wait_for(t, emitted_at + o->retry, t->runname);
+			wait_for(t, due, t->runname);
 			continue;
 		}
 		if (errno != ENOENT) {
@@ -567,6 +797,8 @@ run_tail(struct tail *t)
 			return RES_TEMP;
 		}
 		emitted.set = 0;
+		kept = kept_pending = 0;
+		backoff = KEPT_BACKOFF;
 		/*
 		 * An empty log is left alone: a writer that has just created
 		 * it will append under its lock, and claiming it now would
@@ -581,8 +813,13 @@ run_tail(struct tail *t)
 			return RES_TEMP;
 		}
 		if (have) {
-			if (now < last_claim + t->delay) {
-				wait_for(t, last_claim + t->delay, NULL);
+			/* Lines just left for a locked owner are not taken
+			 * back at once. */
+			delay = t->delay;
+			if (t->skipped && delay < SKIP_HOLDOFF)
+				delay = SKIP_HOLDOFF;
+			if (now < last_claim + delay) {
+				wait_for(t, last_claim + delay, NULL);
 				continue;
 			}
 			if (rename(t->log, t->run) == -1) {
@@ -895,6 +1132,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 		{ "status",	no_argument,		NULL, 's' },
 		{ "format",	required_argument,	NULL, 'o' },
 		{ "retry",	required_argument,	NULL, 'R' },
+		{ "skip-locked", required_argument,	NULL, 'N' },
 		{ NULL,		0,			NULL, 0 }
 	};
 	const char *format = NULL;
@@ -944,6 +1182,10 @@ parse_opts(int argc, char **argv, struct opts *o)
 				return -1;
 			tailopt = 1;
 			break;
+		case 'N':
+			o->lockdir = optarg;
+			tailopt = 1;
+			break;
 		case 'c':
 			o->commit = optarg;
 			o->mode = MODE_COMMIT;
@@ -966,7 +1208,8 @@ parse_opts(int argc, char **argv, struct opts *o)
 	case MODE_TAIL:
 		if (argc != 0 || format != NULL)
 			return -1;
-		if (o->file != NULL && (o->follow || o->shutdown != NULL))
+		if (o->file != NULL && (o->follow || o->shutdown != NULL ||
+		    o->lockdir != NULL))
 			return -1;
 		/* Without -r: one file, as with -1. */
 		if (!o->follow)
@@ -1002,6 +1245,7 @@ setup_tail(struct tail *t, const struct opts *o, const struct conf *conf)
 
 	memset(t, 0, sizeof(*t));
 	t->o = o;
+	t->conf = conf;
 	t->inofd = -1;
 	t->delay = o->delay;
 	if (o->file != NULL)
@@ -1086,12 +1330,15 @@ main(int argc, char **argv)
 		sigemptyset(&sa.sa_mask);
 		sigaction(SIGTERM, &sa, NULL);
 		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGUSR1, &sa, NULL);
 		sigemptyset(&block);
 		sigaddset(&block, SIGTERM);
 		sigaddset(&block, SIGINT);
+		sigaddset(&block, SIGUSR1);
 		sigprocmask(SIG_BLOCK, &block, &t.waitmask);
 		sigdelset(&t.waitmask, SIGTERM);
 		sigdelset(&t.waitmask, SIGINT);
+		sigdelset(&t.waitmask, SIGUSR1);
 		if (o.follow && !o.once && o.file == NULL)
 			t.inofd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 		res = run_tail(&t);
