@@ -279,14 +279,21 @@ annots_copy(const struct store_annot *a, size_t n, struct store_annot **out,
 	if ((*out = calloc(n, sizeof(**out))) == NULL)
 		return -1;
 	for (i = 0; i < n; i++) {
-		(*out)[i] = a[i];
-		(*out)[i].entry = strdup(a[i].entry);
-		(*out)[i].userid = strdup(a[i].userid ? a[i].userid : "");
-		(*out)[i].value = malloc(a[i].valuelen + 1);
-		if ((*out)[i].value != NULL) {
-			memcpy((*out)[i].value, a[i].value, a[i].valuelen);
-			(*out)[i].value[a[i].valuelen] = '\0';
+		struct store_annot *o = &(*out)[i];
+
+		*o = a[i];
+		o->entry = strdup(a[i].entry);
+		o->userid = strdup(a[i].userid ? a[i].userid : "");
+		o->value = malloc(a[i].valuelen + 1);
+		if (o->entry == NULL || o->userid == NULL || o->value == NULL) {
+			/* The copies made so far, this one's included. */
+			store_annots_free(*out, i + 1);
+			*out = NULL;
+			return -1;
 		}
+		if (a[i].valuelen > 0)
+			memcpy(o->value, a[i].value, a[i].valuelen);
+		o->value[a[i].valuelen] = '\0';
 	}
 	*nout = n;
 	return 0;
