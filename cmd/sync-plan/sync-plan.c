@@ -57,6 +57,7 @@ struct opts {
 	int		 verbose;
 	int		 legacy_sieve;
 	int		 force;		/* -O: APPLY FORCE, the master wins */
+	int		 full;		/* --full: compare every record */
 	const char	*channel;
 	char		**users;
 	size_t		 nusers;
@@ -97,7 +98,7 @@ usage(void)
 {
 	fprintf(stderr, "usage: sync-plan [-ALOv] [-C config] [-e command] "
 	    "[-M host[:port] | -M /path] [-m mailbox] [-n channel] "
-	    "[-p partition] [-S host[:port]] [-s user] [-u user] "
+	    "[-p partition] [-S host[:port]] [-s user] [-u user] [--full] "
 	    "[--legacy-sieve] [--source-command command]\n");
 	exit(EX_USAGE);
 }
@@ -296,12 +297,138 @@ unchanged(const struct store_mailbox *m, const struct store_annot *ma,
 	return 1;
 }
 
+/* A set of UIDs, kept in ascending order by its users. */
+struct uidlist {
+	uint32_t	*v;
+	size_t		 n;
+};
+
+static int
+uidlist_add(struct uidlist *l, uint32_t uid)
+{
+	uint32_t *nv = reallocarray(l->v, l->n + 1, sizeof(*nv));
+
+	if (nv == NULL)
+		return -1;
+	l->v = nv;
+	l->v[l->n++] = uid;
+	return 0;
+}
+
+static int
+uidlist_has(const struct uidlist *l, uint32_t uid)
+{
+	size_t lo = 0, hi = l->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (l->v[mid] == uid)
+			return 1;
+		if (l->v[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+static int
+uid_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Records held in memory: one side of a full comparison. */
+struct recvec {
+	struct store_record	*v;
+	size_t			 n;
+};
+
+static void
+recvec_clear(struct recvec *rv)
+{
+	size_t i;
+
+	for (i = 0; i < rv->n; i++)
+		store_record_clear(&rv->v[i]);
+	free(rv->v);
+	rv->v = NULL;
+	rv->n = 0;
+}
+
+static char *
+dupmem(const char *s, size_t len)
+{
+	char *d = malloc(len + 1);
+
+	if (d != NULL) {
+		if (len > 0)
+			memcpy(d, s, len);
+		d[len] = '\0';
+	}
+	return d;
+}
+
+/* A deep copy of a record the store lends to a callback. */
+static int
+collect_copy(const struct store_record *rec, void *arg)
+{
+	struct recvec *rv = arg;
+	struct store_record *nv, *c;
+	size_t i;
+
+	nv = reallocarray(rv->v, rv->n + 1, sizeof(*nv));
+	if (nv == NULL)
+		return -1;
+	rv->v = nv;
+	c = &nv[rv->n];
+	*c = *rec;
+	c->keywords = NULL;
+	c->annots = NULL;
+	c->nannots = 0;
+	rv->n++;
+	if (rec->keywords != NULL &&
+	    (c->keywords = strdup(rec->keywords)) == NULL)
+		return -1;
+	if (rec->nannots == 0)
+		return 0;
+	if ((c->annots = calloc(rec->nannots, sizeof(*c->annots))) == NULL)
+		return -1;
+	c->nannots = rec->nannots;
+	for (i = 0; i < rec->nannots; i++) {
+		const struct store_annot *a = &rec->annots[i];
+
+		c->annots[i].modseq = a->modseq;
+		c->annots[i].valuelen = a->valuelen;
+		if ((c->annots[i].entry = strdup(a->entry)) == NULL ||
+		    (c->annots[i].userid = strdup(a->userid ? a->userid :
+		    "")) == NULL ||
+		    (c->annots[i].value = dupmem(a->value ? a->value : "",
+		    a->value ? a->valuelen : 0)) == NULL)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+rec_cmp(const void *a, const void *b)
+{
+	const struct store_record *x = a, *y = b;
+
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
 struct reccollect {
 	struct master	*m;
 	const char	*partition;	/* where the bodies are looked up */
 	struct dlist	*records;
 	uint32_t	 replica_last_uid;
 	int		 replica_has;
+	uint64_t	 since;		/* records above this modseq, */
+	const struct uidlist *also;	/* ... and these UIDs */
 	char		(*guids)[41];
 	uint32_t	*sizes;
 	uint32_t	*uids;
@@ -314,6 +441,9 @@ collect_record(const struct store_record *rec, void *arg)
 {
 	struct reccollect *rc = arg;
 
+	if (rc->also != NULL && rec->modseq <= rc->since &&
+	    !uidlist_has(rc->also, rec->uid))
+		return 0;
 	mbdl_record(rc->records, rec);
 	rc->nrecords++;
 	/*
@@ -398,10 +528,331 @@ plan_bodies(struct plan *pl, const char *partition, struct rstate *rs,
 	}
 }
 
+/*
+ * Split brain: the replica holds what the master lacks (records, a
+ * higher last_uid or modseq, newer flags).  As Cyrus's client does, both
+ * sides are compared record by record (GET FULLMAILBOX), and the plan
+ * says what the master takes back from the replica before the replica
+ * is made equal to it.
+ */
+struct split {
+	struct dlist	*copy;		/* replica records to copy back */
+	struct dlist	*flags;		/* replica records, flags win */
+	size_t		 ncopy, nflags;
+	struct uidlist	 renumber;	/* master UIDs that move up */
+	struct uidlist	 bump;		/* master UIDs to send again */
+	struct uidlist	 expunge;	/* replica UIDs to expunge */
+	int		 conflict;	/* the replica has what we lack */
+};
+
+static void
+split_clear(struct split *sp)
+{
+	dlist_free(sp->copy);
+	dlist_free(sp->flags);
+	free(sp->renumber.v);
+	free(sp->bump.v);
+	free(sp->expunge.v);
+	memset(sp, 0, sizeof(*sp));
+}
+
+/* Every record of the replica's copy of r, ascending UID. */
+static int
+replica_records(struct plan *pl, const struct rmb *r, struct recvec *rv)
+{
+	struct dlist *arg = dlist_setatom(NULL, "FULLMAILBOX", r->mb.name);
+	const struct dlist *kv = NULL, *recs, *d;
+	struct csync_reply rep;
+	struct store_record rec;
+	const char *u;
+	char err[256];
+	size_t i;
+	int rc = -1;
+
+	memset(rv, 0, sizeof(*rv));
+	if (csync_call(pl->cs, "GET", arg, &rep, NULL) == -1 &&
+	    rep.status[0] == '\0') {
+		warnx_("GET FULLMAILBOX %s: %s", r->mb.name, pl->cs->err);
+		pl->fatal = csync_exit_status(pl->cs->errclass);
+		goto out;
+	}
+	if (strcmp(rep.status, "OK") != 0) {
+		warnx_("GET FULLMAILBOX %s: replica answered %s %s",
+		    r->mb.name, rep.status, rep.text ? rep.text : "");
+		goto out;
+	}
+	for (i = 0; i < rep.nitems; i++)
+		if (strcmp(rep.items[i]->key, "MAILBOX") == 0)
+			kv = rep.items[i];
+	if (kv == NULL || dlist_getatom(kv, "UNIQUEID", &u) == -1 ||
+	    strcmp(u, r->mb.uniqueid) != 0) {
+		warnx_("GET FULLMAILBOX %s: not the mailbox the replica "
+		    "listed", r->mb.name);
+		goto out;
+	}
+	recs = dlist_child(kv, "RECORD");
+	for (d = recs ? recs->head : NULL; d != NULL; d = d->next) {
+		if (mbdl_parse_record(d, &rec, err, sizeof(err)) == -1) {
+			warnx_("GET FULLMAILBOX %s: %s", r->mb.name, err);
+			pl->fatal = EXIT_PROTOCOL;
+			goto out;
+		}
+		if (collect_copy(&rec, rv) == -1) {
+			store_record_clear(&rec);
+			warnx_("GET FULLMAILBOX %s: out of memory", r->mb.name);
+			pl->fatal = EXIT_IOERR;
+			goto out;
+		}
+		store_record_clear(&rec);
+	}
+	if (rv->n > 1)
+		qsort(rv->v, rv->n, sizeof(*rv->v), rec_cmp);
+	rc = 0;
+out:
+	csync_reply_clear(&rep);
+	dlist_free(arg);
+	if (rc == -1) {
+		recvec_clear(rv);
+		pl->failed++;
+	}
+	return rc;
+}
+
+static int
+rec_same(const struct store_record *a, const struct store_record *b)
+{
+	return a->modseq == b->modseq && a->last_updated == b->last_updated &&
+	    a->internaldate == b->internaldate && a->sysflags == b->sysflags &&
+	    streq(a->keywords, b->keywords) && a->cid == b->cid &&
+	    a->savedate == b->savedate &&
+	    a->createdmodseq == b->createdmodseq &&
+	    mbdl_annots_cmp(a->annots, a->nannots, b->annots,
+	    b->nannots) == 0;
+}
+
+/* A replica record the master lacks: it is copied back, under its own
+ * UID when that is above the master's last_uid, else under a new one
+ * (and then expunged on the replica). */
+static int
+split_copy(struct split *sp, const struct store_record *rp,
+    const struct store_mailbox *m)
+{
+	mbdl_record(sp->copy, rp);
+	sp->ncopy++;
+	sp->conflict = 1;
+	if (rp->uid <= m->last_uid)
+		return uidlist_add(&sp->expunge, rp->uid);
+	return 0;
+}
+
+/* Walk both record lists by UID and decide, record by record, what the
+ * master takes from the replica (Cyrus 3.6's rules). */
+static int
+split_compare(const struct recvec *mv, const struct recvec *rv,
+    const struct store_mailbox *m, const struct store_mailbox *rm,
+    struct split *sp)
+{
+	size_t i = 0, j = 0;
+	int rc = 0;
+
+	sp->copy = dlist_newlist(NULL, "RECORD");
+	sp->flags = dlist_newlist(NULL, "FLAGS");
+	while (rc == 0 && (i < mv->n || j < rv->n)) {
+		const struct store_record *mp = i < mv->n ? &mv->v[i] : NULL;
+		const struct store_record *rp = j < rv->n ? &rv->v[j] : NULL;
+		int mexp = mp != NULL && (mp->sysflags & SF_EXPUNGED);
+		int rexp = rp != NULL && (rp->sysflags & SF_EXPUNGED);
+
+		if (mp != NULL && rp != NULL && mp->uid == rp->uid) {
+			i++;
+			j++;
+			if (mexp && rexp)
+				continue;
+			if (strcasecmp(mp->guid, rp->guid) != 0) {
+				/* Two messages under one UID: both move. */
+				if (!rexp)
+					rc = split_copy(sp, rp, m);
+				if (!mexp && rc == 0) {
+					rc = uidlist_add(&sp->renumber,
+					    mp->uid);
+					sp->conflict = 1;
+				}
+				continue;
+			}
+			if (rec_same(mp, rp))
+				continue;
+			if (!mexp && (rexp || (rp->modseq > mp->modseq &&
+			    rp->last_updated >= mp->last_updated))) {
+				mbdl_record(sp->flags, rp);
+				sp->nflags++;
+			} else if (mp->modseq <= rm->highestmodseq)
+				/* Ours wins, but an update would not
+				 * carry it. */
+				rc = uidlist_add(&sp->bump, mp->uid);
+		} else if (mp != NULL && (rp == NULL || mp->uid < rp->uid)) {
+			i++;
+			if (mp->uid <= rm->last_uid) {
+				/* The replica used this UID for something
+				 * else, or lost it: ours moves up. */
+				if (!mexp) {
+					rc = uidlist_add(&sp->renumber,
+					    mp->uid);
+					sp->conflict = 1;
+				}
+			} else if (mp->modseq <= rm->highestmodseq)
+				rc = uidlist_add(&sp->bump, mp->uid);
+		} else {
+			j++;
+			if (!rexp)
+				rc = split_copy(sp, rp, m);
+		}
+	}
+	return rc;
+}
+
+static void
+emit_uids(struct dlist *kv, const char *key, const struct uidlist *l)
+{
+	struct dlist *d = dlist_newlist(kv, key);
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		dlist_setnum32(d, NULL, l->v[i]);
+}
+
+static void	plan_mailbox(struct plan *, const struct store_mailbox *,
+		    struct rstate *, struct rmb *);
+
+/*
+ * The replica is ahead of the master's mailbox m, or --full asked for a
+ * record by record comparison.  Returns 1 when the mailbox is planned
+ * here (a copy-back, or with -O a replacement), 0 when it is to be
+ * planned as usual (*also then holds master UIDs to send whatever their
+ * modseq), -1 on failure.
+ */
+static int
+plan_split(struct plan *pl, const struct store_mailbox *m, struct rstate *rs,
+    struct rmb *r, struct uidlist *also)
+{
+	struct recvec mv, rv;
+	struct master_mbox fresh;
+	struct split sp;
+	struct dlist *kv, *rk, *d;
+	int ret = -1, ahead;
+
+	memset(&mv, 0, sizeof(mv));
+	memset(&sp, 0, sizeof(sp));
+	memset(&fresh, 0, sizeof(fresh));
+	if (replica_records(pl, r, &rv) == -1)
+		return -1;
+	if (master_records(pl->m, m, 0, collect_copy, &mv, &fresh) != 0) {
+		warnx_("%s: reading records: %s", m->name,
+		    master_error(pl->m));
+		pl->failed++;
+		goto out;
+	}
+	if (split_compare(&mv, &rv, m, &r->mb, &sp) == -1) {
+		warnx_("%s: out of memory", m->name);
+		pl->fatal = EXIT_IOERR;
+		goto out;
+	}
+	ahead = r->mb.last_uid > m->last_uid ||
+	    r->mb.highestmodseq > m->highestmodseq;
+	if (pl->o->force) {
+		size_t i;
+
+		if (sp.conflict || r->mb.last_uid > m->last_uid) {
+			/* Records the master never had cannot be taken
+			 * out of a mailbox: the replica's copy goes. */
+			comment(pl, "%s: the replica holds %zu records the "
+			    "master lacks (last_uid %" PRIu32 ", master %"
+			    PRIu32 "); -O: its copy is replaced by the "
+			    "master's", m->name, sp.ncopy, r->mb.last_uid,
+			    m->last_uid);
+			kv = dlist_setatom(NULL, pl->o->local ?
+			    "LOCAL_UNMAILBOX" : "UNMAILBOX", r->mb.name);
+			emit(pl, "APPLY", kv);
+			dlist_free(kv);
+			plan_mailbox(pl, m, rs, NULL);
+			ret = 1;
+			goto out;
+		}
+		/* Only state differs: the master's records are sent
+		 * again and the replica takes them (APPLY FORCE). */
+		for (i = 0; i < sp.bump.n; i++)
+			if (uidlist_add(also, sp.bump.v[i]) == -1)
+				goto oom;
+		for (d = sp.flags->head; d != NULL; d = d->next) {
+			uint32_t uid;
+
+			if (dlist_getnum32(d, "UID", &uid) == 0 &&
+			    uidlist_add(also, uid) == -1)
+				goto oom;
+		}
+		if (also->n > 1)
+			qsort(also->v, also->n, sizeof(*also->v), uid_cmp);
+		if (also->n > 0 || ahead)
+			comment(pl, "%s: the replica is ahead or differs in "
+			    "%zu records; -O: the master's state is sent",
+			    m->name, also->n);
+		ret = 0;
+		goto out;
+	}
+	if (sp.ncopy == 0 && sp.nflags == 0 && sp.renumber.n == 0 &&
+	    sp.bump.n == 0 && !ahead &&
+	    r->mb.uidvalidity <= m->uidvalidity) {
+		ret = 0;	/* nothing to take back */
+		goto out;
+	}
+	comment(pl, "%s: split brain: replica at modseq %" PRIu64 " last_uid %"
+	    PRIu32 ", master at %" PRIu64 " / %" PRIu32 "; copy-back: %zu "
+	    "records to the master, %zu of them under new UIDs, %zu master "
+	    "records renumbered, %zu flag changes taken, %zu records to "
+	    "send again", m->name, r->mb.highestmodseq, r->mb.last_uid,
+	    m->highestmodseq, m->last_uid, sp.ncopy, sp.expunge.n,
+	    sp.renumber.n, sp.nflags, sp.bump.n);
+	kv = dlist_newkvlist(NULL, "COPYBACK");
+	dlist_setatom(kv, "UNIQUEID", m->uniqueid);
+	dlist_setatom(kv, "MBOXNAME", m->name);
+	dlist_setnum64(kv, "SINCE_MODSEQ", m->highestmodseq);
+	dlist_setnum32(kv, "LAST_UID", r->mb.last_uid);
+	dlist_setnum64(kv, "HIGHESTMODSEQ", r->mb.highestmodseq);
+	dlist_setnum32(kv, "UIDVALIDITY", r->mb.uidvalidity);
+	rk = dlist_newkvlist(kv, "REPLICA");
+	dlist_setatom(rk, "MBOXNAME", r->mb.name);
+	dlist_setatom(rk, "PARTITION", r->mb.partition ? r->mb.partition :
+	    "default");
+	dlist_setatom(rk, "UNIQUEID", r->mb.uniqueid);
+	dlist_stitch(kv, sp.copy);
+	sp.copy = NULL;
+	emit_uids(kv, "RENUMBER", &sp.renumber);
+	dlist_stitch(kv, sp.flags);
+	sp.flags = NULL;
+	emit_uids(kv, "BUMP", &sp.bump);
+	emit_uids(kv, "EXPUNGE", &sp.expunge);
+	emit(pl, "MASTER", kv);
+	dlist_free(kv);
+	comment(pl, "%s: updated on the replica by a new plan after the "
+	    "copy-back", m->name);
+	ret = 1;
+	goto out;
+oom:
+	warnx_("%s: out of memory", m->name);
+	pl->fatal = EXIT_IOERR;
+	ret = -1;
+out:
+	recvec_clear(&mv);
+	recvec_clear(&rv);
+	master_mbox_clear(&fresh);
+	split_clear(&sp);
+	return ret;
+}
+
 static void
 plan_mailbox(struct plan *pl, const struct store_mailbox *m,
     struct rstate *rs, struct rmb *r)
 {
+	struct uidlist also = { NULL, 0 };
 	struct store_annot *annots = NULL;
 	size_t nannots = 0;
 	struct reccollect rc;
@@ -431,17 +882,30 @@ plan_mailbox(struct plan *pl, const struct store_mailbox *m,
 		return;
 	}
 
+	if (r != NULL && !master_remote(pl->m) && (pl->o->full ||
+	    r->mb.last_uid > m->last_uid ||
+	    r->mb.highestmodseq > m->highestmodseq)) {
+		ret = plan_split(pl, m, rs, r, &also);
+		if (ret != 0) {
+			store_annots_free(annots, nannots);
+			free(also.v);
+			return;
+		}
+	}
 	rc.m = pl->m;
 	rc.partition = m->partition;
 	rc.records = dlist_newlist(NULL, "RECORD");
 	rc.replica_has = r != NULL;
 	rc.replica_last_uid = r ? r->mb.last_uid : 0;
+	rc.since = r ? r->mb.highestmodseq : 0;
+	if (also.n > 0)
+		rc.also = &also;
 	if (master_remote(pl->m) && m->mbtype != NULL &&
 	    strchr(m->mbtype, 'i') != NULL)
 		ret = 0;	/* an intermediate has no records */
 	else
-		ret = master_records(pl->m, m, r ? r->mb.highestmodseq : 0,
-		    collect_record, &rc, &fresh);
+		ret = master_records(pl->m, m, rc.also != NULL ? 0 :
+		    rc.since, collect_record, &rc, &fresh);
 	if (ret == STORE_NOTFOUND) {
 		comment(pl, "%s: gone from the master while planning",
 		    m->name);
@@ -479,11 +943,12 @@ plan_mailbox(struct plan *pl, const struct store_mailbox *m,
 		    PRIu32 ", master at %" PRIu64 " / %" PRIu32, m->name,
 		    r->mb.highestmodseq, r->mb.last_uid, m->highestmodseq,
 		    m->last_uid);
-	if (r != NULL && (r->mb.highestmodseq > m->highestmodseq ||
+	if (r != NULL && master_remote(pl->m) &&
+	    (r->mb.highestmodseq > m->highestmodseq ||
 	    r->mb.last_uid > m->last_uid))
 		comment(pl, "%s: the replica is ahead of the master: it will "
-		    "refuse this update (split brain; copy-back is not "
-		    "supported)", m->name);
+		    "refuse this update unless -O (split brain; there is no "
+		    "copy-back into a csync source)", m->name);
 	if (r != NULL && r->mb.uidvalidity > send.uidvalidity)
 		send.uidvalidity = r->mb.uidvalidity;
 
@@ -504,6 +969,7 @@ plan_mailbox(struct plan *pl, const struct store_mailbox *m,
 	emit(pl, "APPLY", kv);
 	dlist_free(kv);
 done:
+	free(also.v);
 	dlist_free(rc.records);
 	free(rc.guids);
 	free(rc.sizes);
@@ -1321,6 +1787,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 	static const struct option lopts[] = {
 		{ "legacy-sieve", no_argument, NULL, 1 },
 		{ "source-command", required_argument, NULL, 2 },
+		{ "full", no_argument, NULL, 3 },
 		{ NULL, 0, NULL, 0 }
 	};
 	int ch;
@@ -1343,6 +1810,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 		case 'v': o->verbose++; break;
 		case 1: o->legacy_sieve = 1; break;
 		case 2: o->source_command = optarg; break;
+		case 3: o->full = 1; break;
 		default: usage();
 		}
 	}

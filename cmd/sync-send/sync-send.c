@@ -37,6 +37,7 @@
 #include "conf.h"
 #include "csync.h"
 #include "dlist.h"
+#include "mbdl.h"
 #include "names.h"
 #include "prot.h"
 #include "store.h"
@@ -102,6 +103,8 @@ struct sender {
 	int		 progress;	/* stderr is a terminal */
 	struct timespec	 start, shown;
 	int		 fatal;
+	int		 forced;	/* APPLY FORCE was sent */
+	char		 cberr[256];	/* why a copy-back failed */
 };
 
 /* The first fatal error decides the exit status: what follows it (a
@@ -204,6 +207,7 @@ describe(const char *verb, const struct dlist *d, char *buf, size_t size)
 }
 
 static void	apply_plan(struct sender *, struct prot *);
+static void	stale_add(struct sender *, const char *);
 
 /* What to re-plan for a mailbox refused as stale: "-u user" or
  * "-m name" for a shared mailbox.  Returns 0, or -1 if not a mailbox
@@ -284,23 +288,12 @@ result(struct sender *sd, const char *desc, const struct csync_reply *r)
 	if ((strcmp(r->code, "IMAP_SYNC_CHANGED") == 0 ||
 	    strcmp(r->code, "IMAP_SYNC_CHECKSUM") == 0) &&
 	    stale_target(desc, what, sizeof(what)) == 0) {
-		size_t i;
-
 		/* The plan was made against a state the replica has left:
 		 * re-planned from fresh replica state at the batch end. */
 		printf("%s %s: %s (re-planning %s %s)\n", r->status, desc,
 		    r->text ? r->text : "", what[1] == 'u' ? "user" :
 		    "mailbox", what + 2);
-		for (i = 0; i < sd->nstale; i++)
-			if (strcmp(sd->stale[i], what) == 0)
-				return;
-		if ((sd->stale = reallocarray(sd->stale, sd->nstale + 1,
-		    sizeof(*sd->stale))) == NULL ||
-		    (sd->stale[sd->nstale] = strdup(what)) == NULL) {
-			warnx_("out of memory");
-			exit(EXIT_IOERR);
-		}
-		sd->nstale++;
+		stale_add(sd, what);
 		return;
 	}
 	sd->failed++;
@@ -825,6 +818,560 @@ done:
 	return rc;
 }
 
+/* Queue a re-plan of what ("-uUSER" or "-mMAILBOX") for the end of the
+ * batch. */
+static void
+stale_add(struct sender *sd, const char *what)
+{
+	size_t i;
+
+	for (i = 0; i < sd->nstale; i++)
+		if (strcmp(sd->stale[i], what) == 0)
+			return;
+	if ((sd->stale = reallocarray(sd->stale, sd->nstale + 1,
+	    sizeof(*sd->stale))) == NULL ||
+	    (sd->stale[sd->nstale] = strdup(what)) == NULL) {
+		warnx_("out of memory");
+		exit(EXIT_IOERR);
+	}
+	sd->nstale++;
+}
+
+/* What to re-plan for the mailbox name: its user, or itself. */
+static void
+replan_target(const char *name, char *buf, size_t size)
+{
+	char *u;
+
+	if ((u = mboxname_to_userid(name)) != NULL) {
+		snprintf(buf, size, "-u%s", u);
+		free(u);
+	} else
+		snprintf(buf, size, "-m%s", name);
+}
+
+/* Fetched bodies go straight into the master's partition. */
+struct cbsink {
+	struct store_ingest	*ig;
+	const char		*part;
+};
+
+static void *
+cbsink_open(void *arg, const char *part, const char *guid, uint64_t size)
+{
+	struct cbsink *c = arg;
+
+	(void)part;
+	return store_ingest_open(c->ig, c->part, guid, size);
+}
+
+static int
+cbsink_write(void *arg, void *h, const void *buf, size_t n)
+{
+	struct cbsink *c = arg;
+
+	return store_ingest_write(c->ig, h, buf, n);
+}
+
+static int
+cbsink_close(void *arg, void *h, int ok, char **pathp)
+{
+	struct cbsink *c = arg;
+
+	(void)pathp;
+	return store_ingest_close(c->ig, h, ok);
+}
+
+/* A copy-back as the plan gives it (see syncpipe-plan(5)). */
+struct copyback {
+	const char		*name, *uniqueid;
+	const char		*rname, *rpart, *runiqueid;
+	uint64_t		 since, rhms;
+	uint32_t		 rlast_uid, ruidvalidity;
+	struct store_record	*recs;		/* RECORD */
+	size_t			 nrecs;
+	struct store_record	*flags;		/* FLAGS */
+	size_t			 nflags;
+	const struct dlist	*renumber, *bump, *expunge;
+};
+
+static void
+copyback_clear(struct copyback *cb)
+{
+	size_t i;
+
+	for (i = 0; i < cb->nrecs; i++)
+		store_record_clear(&cb->recs[i]);
+	free(cb->recs);
+	for (i = 0; i < cb->nflags; i++)
+		store_record_clear(&cb->flags[i]);
+	free(cb->flags);
+}
+
+static int
+parse_reclist(const struct dlist *l, struct store_record **v, size_t *n,
+    char *err, size_t errlen)
+{
+	const struct dlist *d;
+
+	*v = NULL;
+	*n = 0;
+	if (l == NULL)
+		return 0;
+	if (l->kind != DL_LIST)
+		return -1;
+	if (l->nchild > 0 &&
+	    (*v = calloc(l->nchild, sizeof(**v))) == NULL)
+		return -1;
+	for (d = l->head; d != NULL; d = d->next) {
+		if (mbdl_parse_record(d, &(*v)[*n], err, errlen) == -1)
+			return -1;
+		(*n)++;
+	}
+	return 0;
+}
+
+static int
+uid_list_ok(const struct dlist *l)
+{
+	const struct dlist *d;
+	uint32_t uid;
+
+	if (l == NULL)
+		return 1;
+	if (l->kind != DL_LIST)
+		return 0;
+	for (d = l->head; d != NULL; d = d->next)
+		if (dlist_tonum32(d, &uid) == -1 || uid == 0)
+			return 0;
+	return 1;
+}
+
+static int
+copyback_parse(const struct dlist *d, struct copyback *cb, char *err,
+    size_t errlen)
+{
+	const struct dlist *rk = dlist_child(d, "REPLICA");
+
+	memset(cb, 0, sizeof(*cb));
+	snprintf(err, errlen, "missing or bad keys");
+	if (d->kind != DL_KVLIST || rk == NULL || rk->kind != DL_KVLIST ||
+	    dlist_getatom(d, "MBOXNAME", &cb->name) == -1 ||
+	    dlist_getatom(d, "UNIQUEID", &cb->uniqueid) == -1 ||
+	    dlist_getnum64(d, "SINCE_MODSEQ", &cb->since) == -1 ||
+	    dlist_getnum32(d, "LAST_UID", &cb->rlast_uid) == -1 ||
+	    dlist_getnum64(d, "HIGHESTMODSEQ", &cb->rhms) == -1 ||
+	    dlist_getnum32(d, "UIDVALIDITY", &cb->ruidvalidity) == -1 ||
+	    dlist_getatom(rk, "MBOXNAME", &cb->rname) == -1 ||
+	    dlist_getatom(rk, "PARTITION", &cb->rpart) == -1 ||
+	    dlist_getatom(rk, "UNIQUEID", &cb->runiqueid) == -1 ||
+	    !mboxname_valid(cb->name) || !mboxname_valid(cb->rname) ||
+	    !partition_name_valid(cb->rpart))
+		return -1;
+	cb->renumber = dlist_child(d, "RENUMBER");
+	cb->bump = dlist_child(d, "BUMP");
+	cb->expunge = dlist_child(d, "EXPUNGE");
+	if (!uid_list_ok(cb->renumber) || !uid_list_ok(cb->bump) ||
+	    !uid_list_ok(cb->expunge))
+		return -1;
+	if (parse_reclist(dlist_child(d, "RECORD"), &cb->recs, &cb->nrecs,
+	    err, errlen) == -1 ||
+	    parse_reclist(dlist_child(d, "FLAGS"), &cb->flags, &cb->nflags,
+	    err, errlen) == -1)
+		return -1;
+	return 0;
+}
+
+/*
+ * Fetch from the replica (GET FETCH) every body of cb->recs the master's
+ * partition lacks, straight into the store, and make them durable.
+ */
+static int
+copyback_fetch(struct sender *sd, const struct copyback *cb, const char *part)
+{
+	struct cbsink c;
+	struct dlist_sink sink = { cbsink_open, cbsink_write, cbsink_close,
+	    &c };
+	struct csync_reply r;
+	size_t i, j, k, *want, nwant = 0;
+	int rc = 0;
+
+	if ((want = calloc(cb->nrecs + 1, sizeof(*want))) == NULL)
+		return -1;
+	for (i = 0; i < cb->nrecs; i++) {
+		if ((cb->recs[i].sysflags & SF_EXPUNGED) ||
+		    store_body_exists(sd->store, part, cb->recs[i].guid) == 1)
+			continue;
+		/* One fetch per body, however many records share it. */
+		for (j = 0; j < nwant; j++)
+			if (strcasecmp(cb->recs[want[j]].guid,
+			    cb->recs[i].guid) == 0)
+				break;
+		if (j == nwant)
+			want[nwant++] = i;
+	}
+	if (nwant == 0) {
+		free(want);
+		return 0;
+	}
+	if ((c.ig = store_ingest_begin(sd->store)) == NULL) {
+		free(want);
+		return -1;
+	}
+	c.part = part;
+	for (i = 0; i < nwant && rc == 0; i += FETCH_WINDOW) {
+		size_t end = i + FETCH_WINDOW < nwant ? i + FETCH_WINDOW :
+		    nwant;
+
+		for (j = i; j < end; j++) {
+			const struct store_record *rec = &cb->recs[want[j]];
+			struct dlist *kv = dlist_newkvlist(NULL, "FETCH");
+
+			dlist_setatom(kv, "MBOXNAME", cb->rname);
+			dlist_setatom(kv, "PARTITION", cb->rpart);
+			dlist_setatom(kv, "UNIQUEID", cb->runiqueid);
+			dlist_setguid(kv, "GUID", rec->guid);
+			dlist_setnum32(kv, "UID", rec->uid);
+			if (csync_send(sd->cs, "GET", kv) == -1) {
+				dlist_free(kv);
+				warnx_("GET FETCH: %s", sd->cs->err);
+				set_fatal(sd, EXIT_UNREACHABLE);
+				rc = -1;
+				goto out;
+			}
+			dlist_free(kv);
+		}
+		/* A body is one file literal, bounded by the dlist limit. */
+		sd->cs->reply_max = 0;
+		for (j = i; j < end; j++) {
+			const struct store_record *rec = &cb->recs[want[j]];
+			const struct dlist *f = NULL;
+
+			if (csync_read_reply(sd->cs, &r, &sink) == -1) {
+				warnx_("GET FETCH: %s", sd->cs->err);
+				set_fatal(sd, csync_exit_status(
+				    sd->cs->errclass));
+				csync_reply_clear(&r);
+				rc = -1;
+				goto out;
+			}
+			for (k = 0; k < r.nitems; k++)
+				if (strcmp(r.items[k]->key, "MESSAGE") == 0)
+					f = r.items[k];
+			if (strcmp(r.status, "OK") != 0 || f == NULL ||
+			    f->kind != DL_FILE || !f->file->file_ok ||
+			    strcasecmp(f->file->guid, rec->guid) != 0 ||
+			    store_ingest_has(c.ig, part, rec->guid) != 1) {
+				printf("NO MASTER COPYBACK %s: body %s of UID "
+				    "%" PRIu32 " not fetched from the replica: "
+				    "%s %s\n", cb->name, rec->guid, rec->uid,
+				    r.status, r.text ? r.text : "");
+				rc = -1;
+			}
+			csync_reply_clear(&r);
+		}
+	}
+	if (rc == 0 && store_ingest_commit(c.ig) == -1) {
+		printf("NO MASTER COPYBACK %s: storing bodies: %s\n", cb->name,
+		    store_error(sd->store));
+		rc = -1;
+	}
+out:
+	if (rc != 0)
+		store_ingest_abort(c.ig);
+	store_ingest_free(c.ig);
+	free(want);
+	sd->cs->reply_max = REPLY_MAX;
+	return rc;
+}
+
+/* A new modseq for a change to the master's mailbox. */
+static int
+cb_modseq(struct sender *sd, const char *owner, uint64_t *ms)
+{
+	return store_next_modseq(sd->store, owner, ms);
+}
+
+/*
+ * The master's side of a copy-back, in one transaction: the replica's
+ * records are added (under their own UIDs when above the master's
+ * last_uid, else under new ones), master records the replica used the
+ * UID of move up, newer replica flags are taken, and the records to be
+ * sent again get new modseqs.  Returns 0, 1 when the master's mailbox
+ * is not the state the plan was made from, -1 on error (printed).
+ */
+static int
+copyback_apply(struct sender *sd, const struct copyback *cb, size_t *nnew)
+{
+	struct store_mailbox mb;
+	struct store_record rec, old;
+	const struct dlist *d;
+	char *owner = NULL;
+	uint32_t last_uid, first_last_uid, uid;
+	uint64_t ms = 0;
+	time_t now = time(NULL);
+	size_t i;
+	int r;
+
+	*nnew = 0;
+	memset(&mb, 0, sizeof(mb));
+	if (store_begin(sd->store) == -1)
+		goto fail;
+	r = store_mailbox_get_uniqueid(sd->store, cb->uniqueid, &mb);
+	if (r == -1)
+		goto fail;
+	if (r == STORE_NOTFOUND || strcmp(mb.name, cb->name) != 0 ||
+	    mb.highestmodseq != cb->since) {
+		store_rollback(sd->store);
+		store_mailbox_clear(&mb);
+		return 1;
+	}
+	if ((owner = mboxname_to_userid(mb.name)) == NULL &&
+	    (owner = strdup("")) == NULL)
+		goto fail;
+	if (store_bump_modseq(sd->store, owner, mb.highestmodseq > cb->rhms ?
+	    mb.highestmodseq : cb->rhms) == -1)
+		goto fail;
+	first_last_uid = mb.last_uid;
+	last_uid = mb.last_uid > cb->rlast_uid ? mb.last_uid : cb->rlast_uid;
+	for (i = 0; i < cb->nrecs; i++)
+		if (cb->recs[i].uid > last_uid)
+			last_uid = cb->recs[i].uid;
+	/* Records that keep their UID first: the new UIDs go above all. */
+	for (i = 0; i < cb->nrecs; i++) {
+		rec = cb->recs[i];
+		if (rec.uid <= first_last_uid)
+			continue;
+		memset(&old, 0, sizeof(old));
+		if ((r = store_record_get(sd->store, mb.id, rec.uid,
+		    &old)) == -1)
+			goto fail;
+		if (r == 0) {
+			store_record_clear(&old);
+			snprintf(sd->cberr, sizeof(sd->cberr), "UID %" PRIu32
+			    " is taken on the master", rec.uid);
+			goto fail_msg;
+		}
+		if (cb_modseq(sd, owner, &ms) == -1)
+			goto fail;
+		rec.modseq = ms;
+		if (store_record_put(sd->store, mb.id, &rec) == -1)
+			goto fail;
+		(*nnew)++;
+	}
+	for (i = 0; i < cb->nrecs; i++) {
+		rec = cb->recs[i];
+		if (rec.uid > first_last_uid)
+			continue;
+		if (last_uid == UINT32_MAX)
+			goto full;
+		rec.uid = ++last_uid;
+		if (cb_modseq(sd, owner, &ms) == -1)
+			goto fail;
+		rec.modseq = ms;
+		if (store_record_put(sd->store, mb.id, &rec) == -1)
+			goto fail;
+		(*nnew)++;
+	}
+	for (d = cb->renumber ? cb->renumber->head : NULL; d != NULL;
+	    d = d->next) {
+		dlist_tonum32(d, &uid);
+		if ((r = store_record_get(sd->store, mb.id, uid, &old)) == -1)
+			goto fail;
+		if (r == STORE_NOTFOUND)
+			continue;
+		r = 0;
+		if (!(old.sysflags & SF_EXPUNGED)) {
+			/* The copy under a new UID, then the old one
+			 * expunged. */
+			rec = old;
+			if (last_uid == UINT32_MAX)
+				r = -2;
+			else if ((r = cb_modseq(sd, owner, &ms)) == 0) {
+				rec.uid = ++last_uid;
+				rec.modseq = ms;
+				r = store_record_put(sd->store, mb.id, &rec);
+			}
+			if (r == 0 && (r = cb_modseq(sd, owner, &ms)) == 0) {
+				old.sysflags |= SF_EXPUNGED;
+				old.last_updated = now;
+				old.modseq = ms;
+				r = store_record_put(sd->store, mb.id, &old);
+			}
+		}
+		store_record_clear(&old);
+		if (r == -2)
+			goto full;
+		if (r != 0)
+			goto fail;
+	}
+	for (i = 0; i < cb->nflags; i++) {
+		const struct store_record *fr = &cb->flags[i];
+		char *kw;
+
+		if ((r = store_record_get(sd->store, mb.id, fr->uid,
+		    &old)) == -1)
+			goto fail;
+		if (r == STORE_NOTFOUND)
+			continue;
+		if (strcasecmp(old.guid, fr->guid) != 0 ||
+		    (r = cb_modseq(sd, owner, &ms)) != 0) {
+			store_record_clear(&old);
+			if (r != 0)
+				goto fail;
+			continue;
+		}
+		/* An expunge on the replica is taken alone; otherwise
+		 * the replica's newer flags replace ours. */
+		kw = old.keywords;
+		if (fr->sysflags & SF_EXPUNGED)
+			old.sysflags |= SF_EXPUNGED;
+		else {
+			old.sysflags = fr->sysflags;
+			old.keywords = fr->keywords;
+			old.cid = fr->cid;
+		}
+		old.modseq = ms;
+		old.last_updated = now;
+		r = store_record_put(sd->store, mb.id, &old);
+		old.keywords = kw;
+		store_record_clear(&old);
+		if (r == -1)
+			goto fail;
+	}
+	for (d = cb->bump ? cb->bump->head : NULL; d != NULL; d = d->next) {
+		dlist_tonum32(d, &uid);
+		if ((r = store_record_get(sd->store, mb.id, uid, &old)) == -1)
+			goto fail;
+		if (r == STORE_NOTFOUND)
+			continue;
+		if (cb_modseq(sd, owner, &ms) == -1) {
+			store_record_clear(&old);
+			goto fail;
+		}
+		old.modseq = ms;
+		r = store_record_put(sd->store, mb.id, &old);
+		store_record_clear(&old);
+		if (r == -1)
+			goto fail;
+	}
+	/* The master's state is now ahead of the replica's on every
+	 * count the replica checks. */
+	if (ms == 0 && (cb_modseq(sd, owner, &ms) == -1))
+		goto fail;
+	mb.last_uid = last_uid;
+	mb.highestmodseq = ms;
+	if (cb->ruidvalidity > mb.uidvalidity)
+		mb.uidvalidity = cb->ruidvalidity;
+	if (*nnew > 0)
+		mb.last_appenddate = now;
+	if (store_mailbox_update(sd->store, &mb) == -1 ||
+	    store_commit(sd->store) == -1)
+		goto fail;
+	store_mailbox_clear(&mb);
+	free(owner);
+	return 0;
+full:
+	snprintf(sd->cberr, sizeof(sd->cberr), "no UIDs left");
+	goto fail_msg;
+fail:
+	snprintf(sd->cberr, sizeof(sd->cberr), "%s", store_error(sd->store));
+fail_msg:
+	store_rollback(sd->store);
+	store_mailbox_clear(&mb);
+	free(owner);
+	return -1;
+}
+
+/*
+ * "MASTER COPYBACK %(...)": take back into the master's store what only
+ * the replica holds, then expunge on the replica the UIDs the master
+ * gave new numbers, and plan the mailbox's owner again: the new plan
+ * carries the master's state, which is now ahead, to the replica.
+ */
+static void
+do_copyback(struct sender *sd, const struct dlist *d)
+{
+	struct copyback cb;
+	struct store_mailbox mb;
+	struct dlist *kv, *ul;
+	const struct dlist *u;
+	char err[256], what[DESC_MAX];
+	size_t nnew;
+	int r;
+
+	if (copyback_parse(d, &cb, err, sizeof(err)) == -1) {
+		warnx_("plan: bad MASTER COPYBACK: %s", err);
+		copyback_clear(&cb);
+		set_fatal(sd, EXIT_PROTOCOL);
+		return;
+	}
+	if (sd->store == NULL) {
+		printf("NO MASTER COPYBACK %s: the master is a csync source, "
+		    "which is not written to\n", cb.name);
+		goto failed;
+	}
+	if (drain(sd) == -1)
+		goto out;
+	memset(&mb, 0, sizeof(mb));
+	r = store_mailbox_get_uniqueid(sd->store, cb.uniqueid, &mb);
+	if (r == -1) {
+		printf("NO MASTER COPYBACK %s: %s\n", cb.name,
+		    store_error(sd->store));
+		goto failed;
+	}
+	if (r == 0 && mb.partition != NULL &&
+	    copyback_fetch(sd, &cb, mb.partition) == -1) {
+		store_mailbox_clear(&mb);
+		if (sd->fatal)
+			goto out;
+		goto failed;
+	}
+	store_mailbox_clear(&mb);
+	replan_target(cb.name, what, sizeof(what));
+	store_set_synclog(sd->store, 1);
+	r = r == STORE_NOTFOUND ? 1 : copyback_apply(sd, &cb, &nnew);
+	store_set_synclog(sd->store, 0);
+	if (r == 1) {
+		/* The master moved on since the plan: plan it again. */
+		printf("NO MASTER COPYBACK %s: changed on the master since "
+		    "planned (re-planning %s %s)\n", cb.name,
+		    what[1] == 'u' ? "user" : "mailbox", what + 2);
+		stale_add(sd, what);
+		goto out;
+	}
+	if (r == -1) {
+		printf("NO MASTER COPYBACK %s: %s\n", cb.name, sd->cberr);
+		goto failed;
+	}
+	sd->ok++;
+	printf("OK MASTER COPYBACK %s: %zu records copied back to the master "
+	    "(re-planning %s %s)\n", cb.name, nnew,
+	    what[1] == 'u' ? "user" : "mailbox", what + 2);
+	if (cb.expunge != NULL && cb.expunge->head != NULL) {
+		kv = dlist_newkvlist(NULL, "EXPUNGE");
+		dlist_setatom(kv, "MBOXNAME", cb.rname);
+		dlist_setatom(kv, "UNIQUEID", cb.runiqueid);
+		ul = dlist_newlist(kv, "UID");
+		for (u = cb.expunge->head; u != NULL; u = u->next) {
+			uint32_t uid;
+
+			dlist_tonum32(u, &uid);
+			dlist_setnum32(ul, NULL, uid);
+		}
+		send_cmd(sd, "APPLY", kv);
+		dlist_free(kv);
+	}
+	stale_add(sd, what);
+	goto out;
+failed:
+	sd->failed++;
+	sd->batch_failed = 1;
+out:
+	fflush(stdout);
+	copyback_clear(&cb);
+}
+
 /* One argument of a control line, quoted as sync_log arguments are;
  * advances *pp.  Returns 0, or -1 when malformed. */
 static int
@@ -937,6 +1484,12 @@ recover(struct sender *sd)
 				argv[argc++] = "--source-command";
 				argv[argc++] = sd->o->source_command;
 			}
+			/* Every record compared, as Cyrus's client does
+			 * after a refusal: a split brain is copied back
+			 * (or, after APPLY FORCE, overwritten). */
+			argv[argc++] = "--full";
+			if (sd->forced)
+				argv[argc++] = "-O";
 			argv[argc++] = what;
 			argv[argc] = NULL;
 			printf("%%replan %s %s (attempt %d of %d)\n",
@@ -1140,11 +1693,23 @@ apply_plan(struct sender *sd, struct prot *in)
 		}
 		free(d->key);
 		d->key = strdup(key);
-		if (strcmp(word, "APPLY") == 0 && strcasecmp(d->key,
+		if (strcmp(word, "MASTER") == 0) {
+			/* A change to the master's own store, never sent. */
+			if (strcmp(key, "COPYBACK") == 0)
+				do_copyback(sd, d);
+			else {
+				warnx_("plan: unknown MASTER %s", key);
+				sd->fatal = EXIT_PROTOCOL;
+			}
+		} else if (strcmp(word, "APPLY") == 0 && strcasecmp(d->key,
 		    "RESERVE") == 0)
 			do_reserve(sd, d);
-		else
+		else {
+			if (strcmp(word, "APPLY") == 0 &&
+			    strcmp(key, "FORCE") == 0)
+				sd->forced = 1;
 			send_cmd(sd, word, d);
+		}
 		dlist_free(d);
 	}
 	if (!sd->fatal && drain(sd) == 0)
