@@ -252,3 +252,15 @@ initial() {
 	[[ $output == *"%kept"* ]]
 	[ -e "$T/m/conf/sync/log-run" ]
 }
+
+@test "a batch that cannot be planned says %kept at once, without %commit" {
+	initial
+	rm -f "$T/m/conf/sync/log"
+	printf 'Subject: y\r\n\r\ny\r\n' | "$STORE" -C "$M" deliver user.alice >/dev/null
+	fake="python3 $ROOT/test/hostile/fakecsync.py mailbox-missing-keys"
+	run bash -c "set -o pipefail; '$TAIL' -C '$M' -1 | '$PLAN' -C '$M' -e '$fake' | '$SEND' -C '$M' -e '$REPLICA'"
+	[ "$status" -ne 0 ]
+	[[ $output == *"%kept $T/m/conf/sync/log-run"* ]]
+	[[ $output != *"%committed"* ]]
+	[ -e "$T/m/conf/sync/log-run" ]
+}

@@ -1653,10 +1653,20 @@ batch_run(struct plan *pl, struct batch *b)
 	 * %commit is withheld, so the file stays and is processed again.
 	 */
 	for (i = 0; i < b->ncontrols; i++) {
+		const char *f;
+
 		if ((pl->failed != failed_before || pl->fatal) &&
 		    strncmp(b->controls[i], "%commit", 7) == 0) {
 			comment(pl, "not committing: planning failed; the "
 			    "claimed log stays for a later run");
+			/*
+			 * "%kept FILE" tells a rolling loop now, not at its
+			 * retry (see sync_client(8)).
+			 */
+			f = b->controls[i] + 7;
+			f += strspn(f, " ");
+			prot_printf(pl->out, "%%kept %.*s\n",
+			    (int)strcspn(f, " "), f);
 			continue;
 		}
 		prot_printf(pl->out, "%s\n", b->controls[i]);

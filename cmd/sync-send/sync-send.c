@@ -1637,6 +1637,11 @@ apply_plan(struct sender *sd, struct prot *in)
 				sd->fatal = EXIT_PROTOCOL;
 			} else if (strncmp(line, "%commit ", 8) == 0)
 				do_commit(sd, line + 8);
+			else if (strncmp(line, "%kept ", 6) == 0) {
+				/* Planning failed: passed on for the loop. */
+				printf("%s\n", line);
+				fflush(stdout);
+			}
 			else if (strncmp(line, "%end", 4) == 0) {
 				if (drain(sd) == 0)
 					recover(sd);
