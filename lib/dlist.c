@@ -201,7 +201,13 @@ dlist_rd_atom(struct dlist_pctx *c, int first, struct dlist_sbuf *b)
 	}
 	if (b->len + n > DLIST_MAX_ATOM)
 		goto toolong;
-	dlist_sbuf_add(c, b, tmp, n);
+	if (b->s == NULL) {
+		/* The usual short atom: one allocation of its exact size. */
+		b->s = dlist_xmemdup(tmp, n);
+		b->len = n;
+		b->cap = n + 1;
+	} else
+		dlist_sbuf_add(c, b, tmp, n);
 	return dlist_charge(c, b->len);
 toolong:
 	dlist_fail(c, "atom longer than %d bytes", DLIST_MAX_ATOM);
@@ -212,10 +218,10 @@ toolong:
 static int
 dlist_rd_quoted(struct dlist_pctx *c, struct dlist_sbuf *b)
 {
-	char ch8;
+	char tmp[256];
+	size_t n = 0;
 	int ch;
 
-	dlist_sbuf_add(c, b, "", 0);
 	for (;;) {
 		ch = prot_getc(c->in);
 		if (ch == '"')
@@ -237,14 +243,23 @@ dlist_rd_quoted(struct dlist_pctx *c, struct dlist_sbuf *b)
 			dlist_fail(c, "NUL byte in quoted string");
 			return -1;
 		}
-		if (b->len >= DLIST_MAX_ATOM) {
+		if (b->len + n >= DLIST_MAX_ATOM) {
 			dlist_fail(c, "quoted string longer than %d bytes",
 			    DLIST_MAX_ATOM);
 			return -1;
 		}
-		ch8 = (char)ch;
-		dlist_sbuf_add(c, b, &ch8, 1);
+		tmp[n++] = (char)ch;
+		if (n == sizeof(tmp)) {
+			dlist_sbuf_add(c, b, tmp, n);
+			n = 0;
+		}
 	}
+	if (b->s == NULL) {
+		b->s = dlist_xmemdup(tmp, n);
+		b->len = n;
+		b->cap = n + 1;
+	} else
+		dlist_sbuf_add(c, b, tmp, n);
 	return dlist_charge(c, b->len);
 }
 
@@ -1227,14 +1242,21 @@ dlist_setflag(struct dlist *parent, const char *key, const char *flag)
 static struct dlist *
 dlist_setu64(struct dlist *parent, const char *key, uint64_t v, int hex)
 {
+	static const char dig[] = "0123456789abcdef";
 	char buf[32];
-	int n;
+	size_t n = sizeof(buf), i;
 
-	if (hex)
-		n = snprintf(buf, sizeof(buf), "%016" PRIx64, v);
-	else
-		n = snprintf(buf, sizeof(buf), "%" PRIu64, v);
-	return dlist_setmap(parent, key, buf, (size_t)n);
+	/* By hand: snprintf is most of the cost of building a record. */
+	if (hex) {
+		for (i = 0; i < 16; i++, v >>= 4)
+			buf[--n] = dig[v & 0x0f];
+	} else {
+		do {
+			buf[--n] = dig[v % 10];
+			v /= 10;
+		} while (v != 0);
+	}
+	return dlist_setmap(parent, key, buf + n, sizeof(buf) - n);
 }
 
 /* Numbers travel as unsigned decimal strings. */

@@ -172,7 +172,7 @@ enum {
 	Q_MB_DELETE, Q_MB_SET_CRC, Q_MB_RENAME, Q_MB_HEAD,
 	Q_REC_GET, Q_REC_UPSERT, Q_REC_ANNOT_LIST, Q_REC_ANNOT_DEL,
 	Q_REC_ANNOT_INS, Q_REC_DEL_MB,
-	Q_MBA_DEL_ALL, Q_MBA_DEL_ONE, Q_MBA_UPSERT,
+	Q_MBA_DEL_ALL, Q_MBA_DEL_ONE, Q_MBA_UPSERT, Q_MBA_LIST,
 	Q_TOMB_GET, Q_TOMB_PUT, Q_TOMB_DEL,
 	Q_MODSEQ_NEXT, Q_MODSEQ_BUMP,
 	Q_SEEN_PUT, Q_SUB_ADD, Q_SUB_DEL,
@@ -232,6 +232,8 @@ static const char *store_sql[Q__COUNT] = {
 	    "WHERE mbid = ?1 AND entry = ?2 AND userid = ?3",
 	[Q_MBA_UPSERT] = "INSERT OR REPLACE INTO mbannots "
 	    "(mbid, entry, userid, modseq, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[Q_MBA_LIST] = "SELECT entry, userid, modseq, value "
+	    "FROM mbannots WHERE mbid = ?1 ORDER BY entry, userid",
 	[Q_TOMB_GET] = "SELECT name, uniqueid, modseq, deleted_at "
 	    "FROM tombstones WHERE name = ?1",
 	[Q_TOMB_PUT] = "INSERT OR REPLACE INTO tombstones "
@@ -285,6 +287,12 @@ struct store {
 	int			 synclog;
 	int			 logquiet;	/* suppress per-mailbox lines */
 	struct store_log	 log;
+	/* The last partition looked up, and its directory (conf's string). */
+	char			 partname[128];
+	const char		*partdir;
+	/* Fan-out directories of partdir known to exist (bit ab*256+cd). */
+	unsigned char		 fanout[65536 / 8];
+	mode_t			 umask;
 	char			 err[1024];
 };
 
@@ -652,6 +660,9 @@ store_open(const struct conf *conf, char *err, size_t errlen)
 		return NULL;
 	}
 	s->conf = conf;
+	/* Bodies are made 0640 whatever the umask (see store_ingest_open). */
+	s->umask = umask(022);
+	umask(s->umask);
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", path,
@@ -791,7 +802,10 @@ store_commit(struct store *s)
 		return -1;
 	}
 	if (store_exec(s, "COMMIT") == -1) {
-		store_exec(s, "ROLLBACK");
+		/* SQLite may have rolled back already (SQLITE_FULL): keep
+		 * the COMMIT's error, not the ROLLBACK's. */
+		if (!sqlite3_get_autocommit(s->db))
+			(void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		s->intxn = 0;
 		store_log_reset(&s->log);
 		return -1;
@@ -1680,19 +1694,15 @@ store_mbannot_list(struct store *s, int64_t mbid, struct store_annot **out,
     size_t *nout)
 {
 	sqlite3_stmt *st;
-	int rc;
 
-	if (sqlite3_prepare_v2(s->db, "SELECT entry, userid, modseq, value "
-	    "FROM mbannots WHERE mbid = ?1 ORDER BY entry, userid", -1, &st,
-	    NULL) != SQLITE_OK) {
+	/* Once per mailbox of a user's sync: keep the statement. */
+	if ((st = store_q(s, Q_MBA_LIST)) == NULL) {
 		*out = NULL;
 		*nout = 0;
-		return store_dberr(s, "prepare");
+		return -1;
 	}
 	sqlite3_bind_int64(st, 1, mbid);
-	rc = store_annots_read(s, st, out, nout);
-	sqlite3_finalize(st);
-	return rc;
+	return store_annots_read(s, st, out, nout);
 }
 
 static int
@@ -2096,12 +2106,19 @@ store_mailbox_crc_recalc(struct store *s, int64_t id, uint32_t *crc,
 
 /* ---------------------------------------------------------------- bodies */
 
-/* The directory of a configured, well-named partition, or NULL. */
+/*
+ * The directory of a configured, well-named partition, or NULL.  The last
+ * answer is kept: one partition is the common case, and the lookup
+ * formats a key on every call.
+ */
 static const char *
 store_partdir(struct store *s, const char *partition)
 {
 	const char *dir;
 
+	if (s->partdir != NULL && partition != NULL &&
+	    strcmp(partition, s->partname) == 0)
+		return s->partdir;
 	if (partition == NULL || !partition_name_valid(partition)) {
 		store_seterr(s, "bad partition name");
 		return NULL;
@@ -2111,7 +2128,46 @@ store_partdir(struct store *s, const char *partition)
 		store_seterr(s, "partition %s is not configured", partition);
 		return NULL;
 	}
+	if (strlcpy(s->partname, partition, sizeof(s->partname)) <
+	    sizeof(s->partname)) {
+		if (s->partdir != dir)
+			memset(s->fanout, 0, sizeof(s->fanout));
+		s->partdir = dir;
+	} else
+		s->partdir = NULL;
 	return dir;
+}
+
+static const char store_hexdig[] = "0123456789abcdef";
+
+/* 20 bytes as 40 lower-case hex digits and a NUL. */
+static void
+store_hex20(char out[41], const unsigned char *md)
+{
+	int i;
+
+	for (i = 0; i < 20; i++) {
+		out[2 * i] = store_hexdig[md[i] >> 4];
+		out[2 * i + 1] = store_hexdig[md[i] & 0x0f];
+	}
+	out[40] = '\0';
+}
+
+/* Value of one hex digit (already checked). */
+static unsigned
+store_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return (unsigned)(c - '0');
+	return (unsigned)((c | 0x20) - 'a' + 10);
+}
+
+/* Index of a GUID's fan-out directory bodies/ab/cd: 0xabcd. */
+static unsigned
+store_fanout_idx(const char *g)
+{
+	return store_hexval(g[0]) << 12 | store_hexval(g[1]) << 8 |
+	    store_hexval(g[2]) << 4 | store_hexval(g[3]);
 }
 
 static int
@@ -2157,22 +2213,38 @@ store_body_path(struct store *s, const char *partition, const char *guid,
 }
 
 /*
- * 1 if the body is in the partition, 0 if not, -1 on error.
+ * 1 if the body is in the partition (its size in *size), 0 if not, -1 on
+ * error.
  */
 int
-store_body_exists(struct store *s, const char *partition, const char *guid)
+store_body_size(struct store *s, const char *partition, const char *guid,
+    uint64_t *size)
 {
 	char path[4096];
 	struct stat sb;
 
 	if (store_body_path(s, partition, guid, path, sizeof(path)) == -1)
 		return -1;
-	if (stat(path, &sb) == 0)
-		return S_ISREG(sb.st_mode) ? 1 : 0;
+	if (stat(path, &sb) == 0) {
+		if (!S_ISREG(sb.st_mode))
+			return 0;
+		if (size != NULL)
+			*size = (uint64_t)sb.st_size;
+		return 1;
+	}
 	if (errno == ENOENT || errno == ENOTDIR)
 		return 0;
 	store_seterr(s, "%s: %s", path, strerror(errno));
 	return -1;
+}
+
+/*
+ * 1 if the body is in the partition, 0 if not, -1 on error.
+ */
+int
+store_body_exists(struct store *s, const char *partition, const char *guid)
+{
+	return store_body_size(s, partition, guid, NULL);
 }
 
 enum { ING_OPEN, ING_CLOSED, ING_FAILED, ING_DONE };
@@ -2194,6 +2266,10 @@ struct store_ingest {
 	size_t				  n, cap;
 	uint32_t			 *hash;	/* closed files: index + 1 */
 	size_t				  hcap, nhashed;
+	const char			 *stagedir;	/* partition dir whose
+							   stage/ exists */
+	unsigned			  seq;		/* temp file names */
+	long				  pid;
 };
 
 /*
@@ -2209,6 +2285,7 @@ store_ingest_begin(struct store *s)
 		return NULL;
 	}
 	ig->s = s;
+	ig->pid = (long)getpid();
 	return ig;
 }
 
@@ -2250,6 +2327,7 @@ store_ingest_open(struct store_ingest *ig, const char *partition,
 	struct store_ingest_file *f;
 	char stage[4096];
 	const char *dir;
+	int tries;
 
 	if ((dir = store_partdir(s, partition)) == NULL)
 		return NULL;
@@ -2257,9 +2335,13 @@ store_ingest_open(struct store_ingest *ig, const char *partition,
 		store_seterr(s, "bad GUID");
 		return NULL;
 	}
-	if (store_fmt(s, stage, sizeof(stage), "%s/stage", dir) == -1 ||
-	    store_mkdir(s, stage) == -1)
+	if (store_fmt(s, stage, sizeof(stage), "%s/stage", dir) == -1)
 		return NULL;
+	if (ig->stagedir != dir) {
+		if (store_mkdir(s, stage) == -1)
+			return NULL;
+		ig->stagedir = dir;
+	}
 	if (ig->n == ig->cap) {
 		size_t ncap = ig->cap ? ig->cap * 2 : 64;
 		struct store_ingest_file **nf;
@@ -2281,17 +2363,30 @@ store_ingest_open(struct store_ingest *ig, const char *partition,
 	f->state = ING_FAILED;
 	strlcpy(f->partition, partition, sizeof(f->partition));
 	store_guid_lower(f->guid, guid);
-	if (store_fmt(s, f->tmp, sizeof(f->tmp), "%s/%s.XXXXXX", stage,
-	    f->guid) == -1) {
-		free(f);
-		return NULL;
+	/*
+	 * A name no other live writer uses (pid and a counter), created
+	 * exclusively; a leftover of a dead process with the same pid is
+	 * stepped over.  The mode is set at creation unless the umask
+	 * would narrow it.
+	 */
+	for (tries = 0; tries < 100; tries++) {
+		if (store_fmt(s, f->tmp, sizeof(f->tmp), "%s/%s.%ld.%u",
+		    stage, f->guid, ig->pid, ig->seq++) == -1) {
+			free(f);
+			return NULL;
+		}
+		f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		    0640);
+		if (f->fd != -1 || errno != EEXIST)
+			break;
 	}
-	if ((f->fd = mkstemp(f->tmp)) == -1) {
+	if (f->fd == -1) {
 		store_seterr(s, "%s: %s", f->tmp, strerror(errno));
 		free(f);
 		return NULL;
 	}
-	fchmod(f->fd, 0640);
+	if ((0640 & ~s->umask) != 0640)
+		fchmod(f->fd, 0640);
 	if ((f->md = EVP_MD_CTX_new()) == NULL ||
 	    EVP_DigestInit_ex(f->md, EVP_sha1(), NULL) != 1) {
 		store_seterr(s, "SHA-1 unavailable");
@@ -2395,7 +2490,7 @@ store_ingest_close(struct store_ingest *ig, void *h, int ok)
 {
 	struct store_ingest_file *f = h;
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0, i;
+	unsigned int mdlen = 0;
 	char hex[41];
 
 	if (f == NULL) {
@@ -2420,9 +2515,8 @@ store_ingest_close(struct store_ingest *ig, void *h, int ok)
 		store_seterr(ig->s, "SHA-1 failed");
 		goto fail;
 	}
-	for (i = 0; i < 20; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
-	if (strcmp(hex, f->guid) != 0) {
+	store_hex20(hex, md);
+	if (memcmp(hex, f->guid, 41) != 0) {
 		store_seterr(ig->s, "body does not match GUID %s (SHA-1 %s)",
 		    f->guid, hex);
 		goto fail;
@@ -2489,41 +2583,67 @@ store_ingest_flush(struct store_ingest *ig, int state)
 	return 0;
 }
 
+/* bodies/ab/cd of a GUID in dir, the leaf first: its parents usually
+ * exist already. */
+static int
+store_fanout_make(struct store *s, const char *dir, const char *g)
+{
+	char d[4096];
+
+	if (store_fmt(s, d, sizeof(d), "%s/bodies/%.2s/%.2s", dir, g,
+	    g + 2) == -1)
+		return -1;
+	if (mkdir(d, 0750) == 0 || errno == EEXIST)
+		return 0;
+	if (errno != ENOENT) {
+		store_seterr(s, "%s: mkdir: %s", d, strerror(errno));
+		return -1;
+	}
+	if (store_fmt(s, d, sizeof(d), "%s/bodies", dir) == -1 ||
+	    store_mkdir(s, d) == -1 ||
+	    store_fmt(s, d, sizeof(d), "%s/bodies/%.2s", dir, g) == -1 ||
+	    store_mkdir(s, d) == -1 ||
+	    store_fmt(s, d, sizeof(d), "%s/bodies/%.2s/%.2s", dir, g,
+	    g + 2) == -1)
+		return -1;
+	return store_mkdir(s, d);
+}
+
 static int
 store_ingest_place(struct store_ingest *ig, struct store_ingest_file *f)
 {
 	struct store *s = ig->s;
-	const char *dir = conf_partition_path(s->conf, f->partition);
-	char path[4096], d[4096];
+	const char *dir;
+	char path[4096];
+	unsigned fo;
+	int known, rc = -1;
 
-	if (dir == NULL) {
-		store_seterr(s, "partition %s is not configured", f->partition);
+	if ((dir = store_partdir(s, f->partition)) == NULL)
 		return -1;
-	}
-	if (store_fmt(s, d, sizeof(d), "%s/bodies/%.2s/%.2s", dir, f->guid,
-	    f->guid + 2) == -1 ||
-	    store_fmt(s, path, sizeof(path), "%s/%s", d, f->guid) == -1)
+	if (store_fmt(s, path, sizeof(path), "%s/bodies/%.2s/%.2s/%s", dir,
+	    f->guid, f->guid + 2, f->guid) == -1)
 		return -1;
 	/*
-	 * The fan-out directories usually exist: try the rename first and
-	 * create them only when it says they don't.  A body already in
-	 * place has the same bytes (same GUID), so replacing it is harmless.
+	 * A fan-out directory seen to exist in this process is trusted (a
+	 * failed rename still creates it); any other is made first, which
+	 * in a young store saves a rename bound to fail.  A body already in
+	 * place has the same bytes (same GUID), so replacing it is
+	 * harmless.
 	 */
-	if (rename(f->tmp, path) == -1) {
-		if (errno != ENOENT ||
-		    store_fmt(s, d, sizeof(d), "%s/bodies", dir) == -1 ||
-		    store_mkdir(s, d) == -1 ||
-		    store_fmt(s, d, sizeof(d), "%s/bodies/%.2s", dir,
-		    f->guid) == -1 ||
-		    store_mkdir(s, d) == -1 ||
-		    store_fmt(s, d, sizeof(d), "%s/bodies/%.2s/%.2s", dir,
-		    f->guid, f->guid + 2) == -1 ||
-		    store_mkdir(s, d) == -1 || rename(f->tmp, path) == -1) {
-			store_seterr(s, "%s: rename: %s", path,
-			    strerror(errno));
+	fo = store_fanout_idx(f->guid);
+	known = (s->fanout[fo >> 3] & (1u << (fo & 7))) != 0;
+	if (known && (rc = rename(f->tmp, path)) == -1 && errno == ENOENT)
+		known = 0;
+	if (!known) {
+		if (store_fanout_make(s, dir, f->guid) == -1)
 			return -1;
-		}
+		rc = rename(f->tmp, path);
 	}
+	if (rc == -1) {
+		store_seterr(s, "%s: rename: %s", path, strerror(errno));
+		return -1;
+	}
+	s->fanout[fo >> 3] |= (unsigned char)(1u << (fo & 7));
 	f->tmp[0] = '\0';
 	f->state = ING_DONE;
 	return 0;
@@ -2637,14 +2757,13 @@ store_body_add(struct store *s, const char *partition, const void *buf,
 	unsigned char md[20];
 	struct store_ingest *ig;
 	void *h;
-	int i, rc;
+	int rc;
 
 	if (SHA1(buf, len, md) == NULL) {
 		store_seterr(s, "SHA-1 failed");
 		return -1;
 	}
-	for (i = 0; i < 20; i++)
-		snprintf(guid + 2 * i, 3, "%02x", md[i]);
+	store_hex20(guid, md);
 	rc = store_body_exists(s, partition, guid);
 	if (rc != 0)
 		return rc == 1 ? 0 : -1;

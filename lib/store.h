@@ -224,6 +224,10 @@ int		 store_body_path(struct store *, const char *partition,
 		    const char *guid, char *buf, size_t size);
 int		 store_body_exists(struct store *, const char *partition,
 		    const char *guid);			/* 1, 0, -1 */
+/* Like store_body_exists, and *size gets the body's size when it is
+ * there (one stat for both). */
+int		 store_body_size(struct store *, const char *partition,
+		    const char *guid, uint64_t *size);	/* 1, 0, -1 */
 
 /*
  * Ingest: bringing new bodies into a partition durably, in batches.
