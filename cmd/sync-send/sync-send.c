@@ -72,8 +72,14 @@ struct opts {
 	int		 timeout;
 };
 
+/*
+ * A set of GUIDs (40 hex digits): open addressing with linear probing,
+ * an empty string marks a free slot.  A full sync asks about every body
+ * of a user, so lookups must not grow with the set.
+ */
 struct guidset {
 	char		(*v)[41];
+	size_t		 size;		/* slots: 0 or a power of two */
 	size_t		 n;
 };
 
@@ -138,41 +144,82 @@ warnx_(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+static size_t
+gs_slot(const struct guidset *s, const char *g)
+{
+	const unsigned char *p;
+	size_t h = 2166136261u, i;
+
+	for (p = (const unsigned char *)g; *p != '\0'; p++)
+		h = (h ^ *p) * 16777619u;
+	for (i = h & (s->size - 1); s->v[i][0] != '\0' &&
+	    strcmp(s->v[i], g) != 0; i = (i + 1) & (s->size - 1))
+		;
+	return i;
+}
+
 static int
 gs_has(const struct guidset *s, const char *g)
 {
-	size_t i;
-
-	for (i = 0; i < s->n; i++)
-		if (strcmp(s->v[i], g) == 0)
-			return 1;
-	return 0;
+	return s->size != 0 && s->v[gs_slot(s, g)][0] != '\0';
 }
 
 static void
 gs_add(struct guidset *s, const char *g)
 {
-	char (*nv)[41] = reallocarray(s->v, s->n + 1, sizeof(*nv));
+	size_t i;
 
-	if (nv == NULL) {
-		warnx_("out of memory");
-		exit(EXIT_IOERR);
+	if (strlen(g) > 40)
+		return;
+	if (2 * (s->n + 1) > s->size) {
+		struct guidset ns;
+
+		ns.size = s->size == 0 ? 256 : s->size * 2;
+		ns.n = 0;
+		if ((ns.v = calloc(ns.size, sizeof(*ns.v))) == NULL) {
+			warnx_("out of memory");
+			exit(EXIT_IOERR);
+		}
+		for (i = 0; i < s->size; i++)
+			if (s->v[i][0] != '\0')
+				gs_add(&ns, s->v[i]);
+		free(s->v);
+		*s = ns;
 	}
-	s->v = nv;
-	strlcpy(s->v[s->n++], g, 41);
+	i = gs_slot(s, g);
+	if (s->v[i][0] == '\0') {
+		strlcpy(s->v[i], g, sizeof(s->v[i]));
+		s->n++;
+	}
 }
 
+/* Removal closes the gap so that later probes still find their keys. */
 static void
 gs_del(struct guidset *s, const char *g)
 {
-	size_t i;
+	size_t i, j, home;
 
-	for (i = 0; i < s->n; i++)
-		if (strcmp(s->v[i], g) == 0) {
-			memmove(s->v[i], s->v[s->n - 1], 41);
-			s->n--;
-			return;
-		}
+	if (s->size == 0 || s->v[i = gs_slot(s, g)][0] == '\0')
+		return;
+	s->v[i][0] = '\0';
+	s->n--;
+	for (j = (i + 1) & (s->size - 1); s->v[j][0] != '\0';
+	    j = (j + 1) & (s->size - 1)) {
+		char key[41];
+
+		strlcpy(key, s->v[j], sizeof(key));
+		s->v[j][0] = '\0';
+		home = gs_slot(s, key);
+		strlcpy(s->v[home], key, sizeof(s->v[home]));
+	}
+}
+
+static void
+gs_clear(struct guidset *s)
+{
+	if (s->size != 0)
+		memset(s->v, 0, s->size * sizeof(*s->v));
+	s->n = 0;
 }
 
 static void
@@ -1645,8 +1692,8 @@ apply_plan(struct sender *sd, struct prot *in)
 			else if (strncmp(line, "%end", 4) == 0) {
 				if (drain(sd) == 0)
 					recover(sd);
-				sd->reserved.n = 0;
-				sd->missing.n = 0;
+				gs_clear(&sd->reserved);
+				gs_clear(&sd->missing);
 				if (sd->depth == 0)
 					sd->batch_failed = 0;
 			}
