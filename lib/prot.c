@@ -10,8 +10,11 @@
  */
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,6 +39,7 @@ struct prot {
 	int		 rfd, wfd;
 	int		 timeout;
 	int		 nosignal;	/* 1: send(MSG_NOSIGNAL), 0: write() */
+	int		 wfifo;		/* wfd is a pipe: bounded writes of PIPE_BUF */
 
 	/* input */
 	unsigned char	*ibuf;		/* owned unless kind == PROT_MEM */
@@ -206,32 +210,56 @@ prot_membuf(struct prot *p, size_t *lenp)
 	return (const char *)p->obuf;
 }
 
-/* Read timeout in seconds; 0 waits forever. */
+/*
+ * Timeout in seconds for each wait of the fd stream, reading or writing;
+ * 0 waits forever.  On a socket the kernel's send timeout is set too, so
+ * that a write inside TLS, which cannot be split at will, is bounded as
+ * well.
+ */
 void
 prot_settimeout(struct prot *p, int seconds)
 {
+	struct timeval tv;
+	struct stat sb;
+
+	if (seconds > INT_MAX / 1000)
+		seconds = INT_MAX / 1000;
 	p->timeout = seconds > 0 ? seconds : 0;
+	if (p->kind != PROT_FD || p->wfd < 0 || fstat(p->wfd, &sb) == -1)
+		return;
+	p->wfifo = S_ISFIFO(sb.st_mode);
+	if (S_ISSOCK(sb.st_mode)) {
+		tv.tv_sec = p->timeout;
+		tv.tv_usec = 0;
+		/* Best effort: the poll before each write is the bound. */
+		(void)setsockopt(p->wfd, SOL_SOCKET, SO_SNDTIMEO, &tv,
+		    sizeof(tv));
+	}
 }
 
 /*
- * Wait until rfd is readable.  Returns 1 when readable, -1 on timeout or
- * error (message set).
+ * Wait until fd is ready for events (POLLIN or POLLOUT): at most the
+ * stream's timeout, or for ever with forever set and no timeout.  Returns
+ * 1 when ready (at once without a timeout unless forever), -1 on timeout
+ * ("timeout") or error (message set).
  */
 static int
-prot_wait(struct prot *p)
+prot_poll(struct prot *p, int fd, short events, int forever)
 {
 	struct pollfd pfd;
-	int r;
+	int r, ms;
 
-	if (p->timeout <= 0)
+	if (p->timeout > 0)
+		ms = p->timeout * 1000;
+	else if (forever)
+		ms = -1;
+	else
 		return 1;
-	if (p->ssl != NULL && SSL_pending(p->ssl) > 0)
-		return 1;
-	pfd.fd = p->rfd;
-	pfd.events = POLLIN;
+	pfd.fd = fd;
+	pfd.events = events;
 	for (;;) {
 		pfd.revents = 0;
-		r = poll(&pfd, 1, p->timeout * 1000);
+		r = poll(&pfd, 1, ms);
 		if (r > 0)
 			return 1;
 		if (r == 0) {
@@ -243,6 +271,20 @@ prot_wait(struct prot *p)
 			return -1;
 		}
 	}
+}
+
+/*
+ * Wait until rfd is readable.  Returns 1 when readable, -1 on timeout or
+ * error (message set).
+ */
+static int
+prot_wait(struct prot *p)
+{
+	if (p->timeout <= 0)
+		return 1;
+	if (p->ssl != NULL && SSL_pending(p->ssl) > 0)
+		return 1;
+	return prot_poll(p, p->rfd, POLLIN, 0);
 }
 
 /*
@@ -296,19 +338,33 @@ prot_rawread(struct prot *p, void *buf, size_t n)
 	}
 }
 
-/* Write all of buf to the transport.  Returns 0 or -1 (message set). */
+/*
+ * Write all of buf to the transport.  Returns 0 or -1 (message set).
+ *
+ * With a timeout, every wait for room is bounded: the fd must poll
+ * writable within the timeout, and no write may then block.  A socket
+ * takes MSG_DONTWAIT; a pipe, which has no such flag, takes at most
+ * PIPE_BUF bytes at a time, which a writable pipe always has room for.
+ * TLS writes whole records and relies on the socket's send timeout (see
+ * prot_settimeout()).  An fd that would block (non-blocking, or the send
+ * timeout ran out) is waited for: within the timeout, or for ever
+ * without one.
+ */
 static int
 prot_rawwrite(struct prot *p, const void *buf, size_t n)
 {
 	const unsigned char *b = buf;
+	size_t k;
 	ssize_t r;
-	int e, len;
+	int e, len, flags;
 
 	if (p->wfd < 0) {
 		prot_seterr(p, "stream is not open for writing");
 		return -1;
 	}
 	while (n > 0) {
+		if (prot_poll(p, p->wfd, POLLOUT, 0) < 0)
+			return -1;
 		if (p->ssl != NULL) {
 			len = n > INT32_MAX ? INT32_MAX : (int)n;
 			ERR_clear_error();
@@ -316,10 +372,19 @@ prot_rawwrite(struct prot *p, const void *buf, size_t n)
 			r = SSL_write(p->ssl, b, len);
 			if (r <= 0) {
 				e = SSL_get_error(p->ssl, (int)r);
-				if (e == SSL_ERROR_WANT_READ ||
-				    e == SSL_ERROR_WANT_WRITE ||
-				    (e == SSL_ERROR_SYSCALL && errno == EINTR))
+				if (e == SSL_ERROR_SYSCALL && errno == EINTR)
 					continue;
+				if (e == SSL_ERROR_WANT_WRITE ||
+				    e == SSL_ERROR_WANT_READ) {
+					/* The same call is retried once the
+					 * socket is ready. */
+					if (prot_poll(p, e == SSL_ERROR_WANT_READ ?
+					    p->rfd : p->wfd,
+					    e == SSL_ERROR_WANT_READ ? POLLIN :
+					    POLLOUT, 1) < 0)
+						return -1;
+					continue;
+				}
 				prot_setsslerr(p, "TLS write");
 				return -1;
 			}
@@ -329,13 +394,25 @@ prot_rawwrite(struct prot *p, const void *buf, size_t n)
 			 * error and not a SIGPIPE; pipes and files take
 			 * write().
 			 */
-			if (p->nosignal)
-				r = send(p->wfd, b, n, MSG_NOSIGNAL);
-			else
-				r = write(p->wfd, b, n);
+			k = n;
+			if (p->nosignal) {
+				flags = MSG_NOSIGNAL;
+				if (p->timeout > 0)
+					flags |= MSG_DONTWAIT;
+				r = send(p->wfd, b, k, flags);
+			} else {
+				if (p->timeout > 0 && p->wfifo && k > PIPE_BUF)
+					k = PIPE_BUF;
+				r = write(p->wfd, b, k);
+			}
 			if (r < 0) {
 				if (errno == EINTR)
 					continue;
+				if (errno == EAGAIN || errno == EWOULDBLOCK) {
+					if (prot_poll(p, p->wfd, POLLOUT, 1) < 0)
+						return -1;
+					continue;
+				}
 				if (p->nosignal && errno == ENOTSOCK) {
 					p->nosignal = 0;
 					continue;

@@ -37,8 +37,10 @@ void		 prot_free(struct prot *);
  * terminated unless a NUL was written; *lenp gets the length). */
 const char	*prot_membuf(struct prot *, size_t *lenp);
 
-/* Read timeout in seconds for the fd stream (0 = none).  A read that
- * times out fails with the error "timeout". */
+/* Timeout in seconds for the fd stream (0 = none): a read that waits
+ * that long for a byte, or a write that waits that long for room (a peer
+ * that stopped reading), fails with the error "timeout".  On a socket
+ * this also sets SO_SNDTIMEO. */
 void		 prot_settimeout(struct prot *, int seconds);
 
 /* Start TLS on the stream.  Any bytes already buffered for reading are

@@ -1579,8 +1579,15 @@ apply_in_txn(struct sv *sv, const char *cmd, const struct dlist *arg)
 		res = apply_sieve(sv, arg, cmd);
 	if (res == SV_OK || keep) {
 		if (store_commit(sv->store) == -1) {
-			store_rollback(sv->store);
-			return apply_store_failed(sv, cmd);
+			/*
+			 * The commit's own error (a full disk fails here, when
+			 * the log is written) is the one to report; the
+			 * rollback after it only makes sure nothing is left
+			 * open, and fails when the commit already ended it.
+			 */
+			res = apply_store_failed(sv, cmd);
+			(void)store_rollback(sv->store);
+			return res;
 		}
 	} else
 		store_rollback(sv->store);
@@ -1810,8 +1817,9 @@ sv_restore(struct sv *sv, struct dlist *arg)
 	res = apply_restore_mailbox(sv, arg);
 	if (res == SV_OK) {
 		if (store_commit(sv->store) == -1) {
-			store_rollback(sv->store);
+			/* Its error first: see apply_in_txn(). */
 			res = apply_store_failed(sv, "RESTORE");
+			(void)store_rollback(sv->store);
 		}
 	} else
 		store_rollback(sv->store);

@@ -9,6 +9,7 @@
 #endif
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <netinet/in.h>
@@ -42,6 +43,7 @@
 
 #include "conf.h"
 #include "dlist.h"
+#include "names.h"
 #include "prot.h"
 #include "store.h"
 #include "server.h"
@@ -225,6 +227,54 @@ bad:
 	return -1;
 }
 
+struct partcheck {
+	const struct conf	*conf;
+	int			 bad;
+};
+
+static void
+check_partition(const char *key, const char *value, const char *file,
+    int line, void *arg)
+{
+	struct partcheck *pc = arg;
+	struct stat sb;
+	const char *dir;
+
+	(void)value;
+	(void)file;
+	(void)line;
+	if (strncmp(key, "partition-", 10) != 0 ||
+	    (dir = conf_partition_path(pc->conf, key + 10)) == NULL)
+		return;
+	if (*dir == '\0') {
+		fprintf(stderr, "sync_server: %s: no directory given\n", key);
+		pc->bad = 1;
+	} else if (stat(dir, &sb) == -1) {
+		fprintf(stderr, "sync_server: %s: %s: %s\n", key, dir,
+		    strerror(errno));
+		pc->bad = 1;
+	} else if (!S_ISDIR(sb.st_mode)) {
+		fprintf(stderr, "sync_server: %s: %s: not a directory\n", key,
+		    dir);
+		pc->bad = 1;
+	}
+}
+
+/*
+ * Every configured partition must be a directory.  A replica whose spool
+ * is missing (a mount that did not happen, a mistyped path) refuses to
+ * start rather than accept mailboxes it could never hold the bodies of.
+ * Returns 0 or -1 (the reasons are on stderr).
+ */
+static int
+check_partitions(const struct conf *conf)
+{
+	struct partcheck pc = { conf, 0 };
+
+	conf_foreach(conf, check_partition, &pc);
+	return pc.bad ? -1 : 0;
+}
+
 /*
  * Running as root, become the configured cyrus_user, so that the store's
  * files keep the owner the rest of the installation expects.  Without
@@ -383,6 +433,11 @@ struct session {
 	char			 peer[NI_MAXHOST + NI_MAXSERV + 8];
 	char			*authbuf;	/* SV_MAXAUTH bytes */
 	char			*decbuf;	/* SV_MAXAUTH bytes */
+	/* Bodies of the current command lost to a local failure (disk
+	 * full, I/O error) and refused for what the client sent (too big,
+	 * size or SHA-1 mismatch): they decide the status of the command. */
+	unsigned		 body_local;
+	unsigned		 body_refused;
 };
 
 /* Result of one step of the loop. */
@@ -765,40 +820,67 @@ cmd_compress(struct session *s)
 	return STEP_NEXT;
 }
 
-/* Sink of file literals: bodies go straight into the store's ingest. */
+/*
+ * Sink of file literals: bodies go straight into the store's ingest.  A
+ * body it cannot take is drained by the parser either way; what is
+ * counted here tells a fault of ours (the disk is full) from one of the
+ * client's.
+ */
 static void *
 sink_open(void *arg, const char *part, const char *guid, uint64_t size)
 {
-	struct sv *sv = arg;
+	struct session *s = arg;
+	struct sv *sv = &s->sv;
 	void *h;
 
 	if (sv->maxmessagesize != 0 && size > sv->maxmessagesize) {
 		sv_log(LOG_NOTICE, "%s: message %s of %llu bytes exceeds "
 		    "maxmessagesize", sv->peer, guid,
 		    (unsigned long long)size);
+		s->body_refused++;
 		return NULL;
 	}
-	if ((h = store_ingest_open(sv->ingest, part, guid, size)) == NULL)
+	if ((h = store_ingest_open(sv->ingest, part, guid, size)) == NULL) {
 		sv_log(LOG_ERR, "%s: cannot store message %s/%s: %s",
 		    sv->peer, part, guid, store_error(sv->store));
+		/* An unconfigured partition is APPLY MESSAGE's to report. */
+		if (partition_name_valid(part) &&
+		    conf_partition_path(sv->conf, part) != NULL)
+			s->body_local++;
+	}
 	return h;
 }
 
 static int
 sink_write(void *arg, void *h, const void *buf, size_t n)
 {
-	struct sv *sv = arg;
+	struct session *s = arg;
+	struct sv *sv = &s->sv;
 
-	return store_ingest_write(sv->ingest, h, buf, n);
+	if (store_ingest_write(sv->ingest, h, buf, n) == -1) {
+		sv_log(LOG_ERR, "%s: cannot store message: %s", sv->peer,
+		    store_error(sv->store));
+		s->body_local++;
+		return -1;
+	}
+	return 0;
 }
 
 static int
 sink_close(void *arg, void *h, int ok, char **pathp)
 {
-	struct sv *sv = arg;
+	struct session *s = arg;
+	struct sv *sv = &s->sv;
 
 	(void)pathp;
-	return store_ingest_close(sv->ingest, h, ok);
+	if (store_ingest_close(sv->ingest, h, ok) == -1) {
+		/* After a failed write the body is already counted; a
+		 * literal cut short fails the whole command. */
+		if (ok)
+			s->body_refused++;
+		return -1;
+	}
+	return 0;
 }
 
 /* GET, APPLY and RESTORE: parse the argument, run the handler. */
@@ -830,7 +912,8 @@ cmd_dlist(struct session *s, const char *name, const char *upname,
 	sink.open = sink_open;
 	sink.write = sink_write;
 	sink.close = sink_close;
-	sink.arg = sv;
+	sink.arg = s;
+	s->body_local = s->body_refused = 0;
 
 	arg = NULL;
 	rc = dlist_parse(sv->p, 1, sv->ingest != NULL ? &sink : NULL, &arg,
@@ -862,6 +945,15 @@ cmd_dlist(struct session *s, const char *name, const char *upname,
 	sv_log(LOG_DEBUG, "%s: %s %s", s->peer, name, arg->key);
 
 	r = handler(sv, arg);
+	/*
+	 * APPLY MESSAGE takes a body it could not store for one the client
+	 * got wrong (IMAP_PROTOCOL_ERROR).  When every such body was lost to
+	 * a fault of ours (a full disk) the answer is the one Cyrus gives
+	 * for an I/O error, so the client keeps its log and retries later.
+	 */
+	if (r == SV_PROTOCOL_ERROR && s->body_local > 0 &&
+	    s->body_refused == 0)
+		r = SV_UNKNOWN;
 
 	sv->local_only = 0;
 	dlist_free(arg);
@@ -1158,6 +1250,15 @@ session_run(const struct conf *conf, int rfd, int wfd)
 				sv_idle_fd = prot_tls_active(s.sv.p) ? -1 : wfd;
 				sv_idle_deflate = prot_compress_active(s.sv.p);
 				sv_idle = 1;
+				/* A SIGTERM just before sv_idle was set found
+				 * the session busy: say BYE here, or wait in
+				 * the read until the timeout. */
+				if (sv_terminate) {
+					sv_idle = 0;
+					(void)out(&s, "BYE shutting down");
+					st = STEP_EXIT;
+					break;
+				}
 			}
 			if (prot_peek(s.sv.p) == -1) {
 				sv_idle = 0;
@@ -1435,7 +1536,7 @@ main(int argc, char *argv[])
 		fprintf(stderr, "sync_server: %s\n", err);
 		return EX_CONFIG;
 	}
-	if (load_settings(conf, &o) == -1) {
+	if (load_settings(conf, &o) == -1 || check_partitions(conf) == -1) {
 		conf_free(conf);
 		return EX_CONFIG;
 	}
