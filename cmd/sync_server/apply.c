@@ -594,14 +594,12 @@ apply_crc_differs(uint32_t a, uint32_t b)
 static int64_t
 apply_body_size(struct sv *sv, const char *part, const char *guid)
 {
-	char path[4096];
-	struct stat stb;
+	uint64_t size;
 
-	if (store_body_exists(sv->store, part, guid) != 1 ||
-	    store_body_path(sv->store, part, guid, path, sizeof(path)) == -1 ||
-	    stat(path, &stb) == -1)
+	if (store_body_size(sv->store, part, guid, &size) != 1 ||
+	    size > INT64_MAX)
 		return -1;
-	return (int64_t)stb.st_size;
+	return (int64_t)size;
 }
 
 /*
