@@ -206,20 +206,33 @@ initial() {
 @test "a mailbox still refused after two re-plans is a failure" {
 	initial
 	"$STORE" -C "$M" flag user.alice 1 '\Flagged' >/dev/null
-	# The replica changed on its own (split brain), and the master is
-	# read over csync (our sync_server on its store), which is never
-	# written to: there is no copy-back, no plan of the master's can be
-	# applied, so both re-plans are refused too.
+	# Every APPLY MAILBOX of user.alice reaches the replica with a stale
+	# SINCE_MODSEQ, so the first send and both re-plans are refused.
+	STALE="python3 $ROOT/test/hostile/staleproxy.py user.alice $REPLICA"
+	plan -u alice >"$T/plan"
+	run "$SEND" -C "$M" -e "$STALE" <"$T/plan"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ $output == *"%replan user alice (attempt 2 of 2)"* ]]
+	[[ $output == *"NO re-plan alice: still refused after 2 attempts"* ]]
+	# Nothing of the refused update reached the replica.
+	! "$STORE" -C "$R" dump alice | grep -q Flagged
+}
+
+@test "a split brain with the master read over csync is copied back into it" {
+	initial
+	"$STORE" -C "$M" flag user.alice 1 '\Flagged' >/dev/null
+	# The replica changed on its own; the master is our sync_server on
+	# its store, read and written over csync.
 	"$STORE" -C "$R" flag user.alice 3 '\Answered' >/dev/null
 	"$STORE" -C "$R" flag user.alice 3 '\Draft' >/dev/null
 	SRC="$ROOT/cmd/sync_server/sync_server -C $M"
 	plan --source-command "$SRC" -u alice >"$T/plan"
 	run "$SEND" -C "$M" -e "$REPLICA" --source-command "$SRC" <"$T/plan"
 	echo "$output"
-	[ "$status" -eq 1 ]
-	[[ $output != *"COPYBACK"* ]]
-	[[ $output == *"%replan user alice (attempt 2 of 2)"* ]]
-	[[ $output == *"NO re-plan alice: still refused after 2 attempts"* ]]
+	[ "$status" -eq 0 ]
+	"$STORE" -C "$M" dump alice | grep -q Draft
+	diff <("$STORE" -C "$M" dump alice) <("$STORE" -C "$R" dump alice)
 }
 
 @test "-O puts APPLY FORCE at the head of the plan" {

@@ -751,6 +751,9 @@ plan_split(struct plan *pl, const struct store_mailbox *m, struct rstate *rs,
 		pl->failed++;
 		goto out;
 	}
+	/* A csync source sent its header with the records: the two agree. */
+	if (fresh.mb.name != NULL)
+		m = &fresh.mb;
 	if (split_compare(&mv, &rv, m, &r->mb, &sp) == -1) {
 		warnx_("%s: out of memory", m->name);
 		pl->fatal = EXIT_IOERR;
@@ -882,7 +885,9 @@ plan_mailbox(struct plan *pl, const struct store_mailbox *m,
 		return;
 	}
 
-	if (r != NULL && !master_remote(pl->m) && (pl->o->full ||
+	/* An intermediate of a csync source has no records to compare. */
+	if (r != NULL && !(master_remote(pl->m) && m->mbtype != NULL &&
+	    strchr(m->mbtype, 'i') != NULL) && (pl->o->full ||
 	    r->mb.last_uid > m->last_uid ||
 	    r->mb.highestmodseq > m->highestmodseq)) {
 		ret = plan_split(pl, m, rs, r, &also);
@@ -943,12 +948,6 @@ plan_mailbox(struct plan *pl, const struct store_mailbox *m,
 		    PRIu32 ", master at %" PRIu64 " / %" PRIu32, m->name,
 		    r->mb.highestmodseq, r->mb.last_uid, m->highestmodseq,
 		    m->last_uid);
-	if (r != NULL && master_remote(pl->m) &&
-	    (r->mb.highestmodseq > m->highestmodseq ||
-	    r->mb.last_uid > m->last_uid))
-		comment(pl, "%s: the replica is ahead of the master: it will "
-		    "refuse this update unless -O (split brain; there is no "
-		    "copy-back into a csync source)", m->name);
 	if (r != NULL && r->mb.uidvalidity > send.uidvalidity)
 		send.uidvalidity = r->mb.uidvalidity;
 

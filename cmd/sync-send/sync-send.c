@@ -41,6 +41,7 @@
 #include "names.h"
 #include "prot.h"
 #include "store.h"
+#include "synccrc.h"
 
 #define PLAN_VERSION	1
 #define WINDOW		64	/* commands in flight before reading replies */
@@ -110,7 +111,7 @@ struct sender {
 	struct timespec	 start, shown;
 	int		 fatal;
 	int		 forced;	/* APPLY FORCE was sent */
-	char		 cberr[256];	/* why a copy-back failed */
+	char		 cberr[512];	/* why a copy-back failed */
 };
 
 /* The first fatal error decides the exit status: what follows it (a
@@ -1330,6 +1331,468 @@ fail_msg:
 	return -1;
 }
 
+/* The source's records after a copy-back are shallow copies: their
+ * strings belong to the records they were taken from. */
+static int
+outrec_cmp(const void *a, const void *b)
+{
+	const struct store_record *x = a, *y = b;
+
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+static struct store_record *
+outrec_find(struct store_record *v, size_t n, uint32_t uid)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (v[i].uid == uid)
+			return &v[i];
+	return NULL;
+}
+
+static void
+crc_sums(const struct store_record *v, size_t n, uint32_t *basic,
+    uint32_t *annot)
+{
+	size_t i;
+
+	*basic = 0;
+	*annot = SYNCCRC_ANNOT_INIT;
+	for (i = 0; i < n; i++) {
+		*basic ^= synccrc_record_basic(&v[i]);
+		*annot ^= synccrc_record_annot(&v[i]);
+	}
+}
+
+/*
+ * The source's records after the copy-back, by the rules copyback_apply
+ * follows for the store: *out gets shallow copies (of src[0..nsrc) and
+ * of cb's records), sorted by UID, and mb its new LAST_UID,
+ * HIGHESTMODSEQ and UIDVALIDITY.  Returns 0, or -1 with sd->cberr.
+ */
+static int
+copyback_merge(struct sender *sd, const struct copyback *cb,
+    struct store_mailbox *mb, const struct store_record *src, size_t nsrc,
+    struct store_record **out, size_t *nout, size_t *nnew)
+{
+	struct store_record *v, *o;
+	const struct dlist *d;
+	size_t n = 0, cap, i;
+	uint32_t last_uid, first_last_uid, uid;
+	uint64_t ms;
+	int64_t now = (int64_t)time(NULL);
+
+	*nnew = 0;
+	cap = nsrc + cb->nrecs + (cb->renumber ? cb->renumber->nchild : 0) +
+	    1;
+	if ((v = calloc(cap, sizeof(*v))) == NULL) {
+		snprintf(sd->cberr, sizeof(sd->cberr), "out of memory");
+		return -1;
+	}
+	for (i = 0; i < nsrc; i++)
+		v[n++] = src[i];
+	ms = mb->highestmodseq > cb->rhms ? mb->highestmodseq : cb->rhms;
+	first_last_uid = mb->last_uid;
+	last_uid = mb->last_uid > cb->rlast_uid ? mb->last_uid : cb->rlast_uid;
+	for (i = 0; i < cb->nrecs; i++)
+		if (cb->recs[i].uid > last_uid)
+			last_uid = cb->recs[i].uid;
+	for (i = 0; i < cb->nrecs; i++) {
+		if (cb->recs[i].uid <= first_last_uid)
+			continue;
+		if (outrec_find(v, n, cb->recs[i].uid) != NULL) {
+			snprintf(sd->cberr, sizeof(sd->cberr), "UID %" PRIu32
+			    " is taken on the master", cb->recs[i].uid);
+			goto fail;
+		}
+		v[n] = cb->recs[i];
+		v[n++].modseq = ++ms;
+		(*nnew)++;
+	}
+	for (i = 0; i < cb->nrecs; i++) {
+		if (cb->recs[i].uid > first_last_uid)
+			continue;
+		if (last_uid == UINT32_MAX)
+			goto full;
+		v[n] = cb->recs[i];
+		v[n].uid = ++last_uid;
+		v[n++].modseq = ++ms;
+		(*nnew)++;
+	}
+	for (d = cb->renumber ? cb->renumber->head : NULL; d != NULL;
+	    d = d->next) {
+		dlist_tonum32(d, &uid);
+		if ((o = outrec_find(v, n, uid)) == NULL ||
+		    (o->sysflags & SF_EXPUNGED))
+			continue;
+		if (last_uid == UINT32_MAX)
+			goto full;
+		/* The copy under a new UID, then the old one expunged. */
+		v[n] = *o;
+		v[n].uid = ++last_uid;
+		v[n++].modseq = ++ms;
+		o->sysflags |= SF_EXPUNGED;
+		o->last_updated = now;
+		o->modseq = ++ms;
+	}
+	for (i = 0; i < cb->nflags; i++) {
+		const struct store_record *fr = &cb->flags[i];
+
+		if ((o = outrec_find(v, n, fr->uid)) == NULL ||
+		    strcasecmp(o->guid, fr->guid) != 0)
+			continue;
+		if (fr->sysflags & SF_EXPUNGED)
+			o->sysflags |= SF_EXPUNGED;
+		else {
+			o->sysflags = fr->sysflags;
+			o->keywords = fr->keywords;
+			o->cid = fr->cid;
+		}
+		o->modseq = ++ms;
+		o->last_updated = now;
+	}
+	for (d = cb->bump ? cb->bump->head : NULL; d != NULL; d = d->next) {
+		dlist_tonum32(d, &uid);
+		if ((o = outrec_find(v, n, uid)) != NULL)
+			o->modseq = ++ms;
+	}
+	/* Ahead of the replica on every count the replica checks. */
+	if (ms == mb->highestmodseq || ms == cb->rhms)
+		ms++;
+	mb->last_uid = last_uid;
+	mb->highestmodseq = ms;
+	if (cb->ruidvalidity > mb->uidvalidity)
+		mb->uidvalidity = cb->ruidvalidity;
+	if (*nnew > 0)
+		mb->last_appenddate = now;
+	if (n > 1)
+		qsort(v, n, sizeof(*v), outrec_cmp);
+	*out = v;
+	*nout = n;
+	return 0;
+full:
+	snprintf(sd->cberr, sizeof(sd->cberr), "no UIDs left");
+fail:
+	free(v);
+	return -1;
+}
+
+/*
+ * Make the bodies of recs[0..n) (live records only) available to the
+ * source's next APPLY MAILBOX: APPLY RESERVE finds those it holds in the
+ * mailbox, the others are fetched from the replica (GET FETCH, spooled)
+ * and uploaded (APPLY MESSAGE).  Returns 0, or -1 (printed).
+ */
+static int
+copyback_upload(struct sender *sd, const struct copyback *cb,
+    const char *part, const char *srcname, const struct store_record *recs,
+    size_t n)
+{
+	struct dlist_sink sink = { spool_open, spool_write, spool_close, sd };
+	struct dlist *kv, *gl, *msg = NULL;
+	struct csync_reply r;
+	struct guidset want;
+	const struct dlist *g;
+	const struct store_record **fetch = NULL;
+	char guid[41];
+	size_t i, j, k, nfetch = 0;
+	int rc = -1, bad = 0;
+
+	memset(&want, 0, sizeof(want));
+	kv = dlist_newkvlist(NULL, "RESERVE");
+	dlist_setatom(kv, "PARTITION", part);
+	dlist_setatom(dlist_newlist(kv, "MBOXNAME"), NULL, srcname);
+	gl = dlist_newlist(kv, "GUID");
+	for (i = 0; i < n; i++) {
+		if (recs[i].sysflags & SF_EXPUNGED)
+			continue;
+		guid_normalise(recs[i].guid, guid);
+		if (gs_has(&want, guid))
+			continue;
+		gs_add(&want, guid);
+		dlist_setguid(gl, NULL, guid);
+	}
+	if (gl->nchild == 0) {
+		rc = 0;
+		goto out;
+	}
+	gs_clear(&want);
+	sd->src->reply_max = REPLY_MAX + (uint64_t)gl->nchild * 41;
+	if (csync_call(sd->src, "APPLY", kv, &r, NULL) == -1 &&
+	    r.status[0] == '\0') {
+		warnx_("source: APPLY RESERVE: %s", sd->src->err);
+		set_fatal(sd, csync_exit_status(sd->src->errclass));
+		goto out;
+	}
+	for (i = 0; i < r.nitems; i++) {
+		if (strcmp(r.items[i]->key, "MISSING") != 0 ||
+		    r.items[i]->kind != DL_LIST)
+			continue;
+		for (g = r.items[i]->head; g != NULL; g = g->next)
+			if (g->kind == DL_STRING &&
+			    guid_valid(g->s, g->len)) {
+				guid_normalise(g->s, guid);
+				gs_add(&want, guid);
+			}
+	}
+	if (strcmp(r.status, "OK") != 0) {
+		printf("NO MASTER COPYBACK %s: APPLY RESERVE on the source: "
+		    "%s %s\n", cb->name, r.status, r.text ? r.text : "");
+		csync_reply_clear(&r);
+		goto out;
+	}
+	csync_reply_clear(&r);
+	if (want.n == 0) {
+		rc = 0;
+		goto out;
+	}
+	/* What the source lacks comes from the replica's copies. */
+	if ((fetch = calloc(want.n, sizeof(*fetch))) == NULL)
+		goto out;
+	for (i = 0; i < cb->nrecs && nfetch < want.n; i++) {
+		guid_normalise(cb->recs[i].guid, guid);
+		if (!(cb->recs[i].sysflags & SF_EXPUNGED) &&
+		    gs_has(&want, guid)) {
+			fetch[nfetch++] = &cb->recs[i];
+			gs_del(&want, guid);
+		}
+	}
+	if (want.n > 0) {
+		printf("NO MASTER COPYBACK %s: the source lacks a body of "
+		    "its own mailbox\n", cb->name);
+		goto out;
+	}
+	msg = dlist_newlist(NULL, "MESSAGE");
+	sd->cs->reply_max = 0;
+	for (i = 0; i < nfetch; i += FETCH_WINDOW) {
+		size_t end = i + FETCH_WINDOW < nfetch ? i + FETCH_WINDOW :
+		    nfetch;
+
+		for (j = i; j < end; j++) {
+			struct dlist *f = dlist_newkvlist(NULL, "FETCH");
+
+			dlist_setatom(f, "MBOXNAME", cb->rname);
+			dlist_setatom(f, "PARTITION", cb->rpart);
+			dlist_setatom(f, "UNIQUEID", cb->runiqueid);
+			dlist_setguid(f, "GUID", fetch[j]->guid);
+			dlist_setnum32(f, "UID", fetch[j]->uid);
+			if (csync_send(sd->cs, "GET", f) == -1) {
+				dlist_free(f);
+				warnx_("GET FETCH: %s", sd->cs->err);
+				set_fatal(sd, EXIT_UNREACHABLE);
+				goto out;
+			}
+			dlist_free(f);
+		}
+		for (j = i; j < end; j++) {
+			const struct dlist *f = NULL;
+
+			if (csync_read_reply(sd->cs, &r, &sink) == -1) {
+				warnx_("GET FETCH: %s", sd->cs->err);
+				set_fatal(sd, csync_exit_status(
+				    sd->cs->errclass));
+				csync_reply_clear(&r);
+				goto out;
+			}
+			for (k = 0; k < r.nitems; k++)
+				if (strcmp(r.items[k]->key, "MESSAGE") == 0)
+					f = r.items[k];
+			if (strcmp(r.status, "OK") == 0 && f != NULL &&
+			    f->kind == DL_FILE && f->file->file_ok &&
+			    f->file->path != NULL &&
+			    strcasecmp(f->file->guid, fetch[j]->guid) == 0) {
+				guid_normalise(fetch[j]->guid, guid);
+				dlist_setfile(msg, NULL, part, guid,
+				    f->file->size, f->file->path);
+				sd->bodies++;
+				sd->bytes += f->file->size;
+			} else {
+				if (f != NULL && f->kind == DL_FILE &&
+				    f->file->path != NULL)
+					unlink(f->file->path);
+				printf("NO MASTER COPYBACK %s: body %s of UID "
+				    "%" PRIu32 " not fetched from the replica: "
+				    "%s %s\n", cb->name, fetch[j]->guid,
+				    fetch[j]->uid, r.status,
+				    r.text ? r.text : "");
+				/* The window's other replies are still read. */
+				bad = 1;
+			}
+			csync_reply_clear(&r);
+		}
+		if (bad)
+			goto out;
+	}
+	sd->cs->reply_max = REPLY_MAX;
+	sd->src->reply_max = REPLY_MAX;
+	if (csync_call(sd->src, "APPLY", msg, &r, NULL) == -1 &&
+	    r.status[0] == '\0') {
+		warnx_("source: APPLY MESSAGE: %s", sd->src->err);
+		set_fatal(sd, csync_exit_status(sd->src->errclass));
+		goto out;
+	}
+	if (strcmp(r.status, "OK") != 0)
+		printf("NO MASTER COPYBACK %s: APPLY MESSAGE on the source: "
+		    "%s %s\n", cb->name, r.status, r.text ? r.text : "");
+	else
+		rc = 0;
+	csync_reply_clear(&r);
+out:
+	if (msg != NULL) {
+		const struct dlist *f;
+
+		for (f = msg->head; f != NULL; f = f->next)
+			if (f->kind == DL_FILE && f->file->path != NULL)
+				unlink(f->file->path);
+		dlist_free(msg);
+	}
+	sd->cs->reply_max = REPLY_MAX;
+	if (sd->src != NULL)
+		sd->src->reply_max = 0;
+	free(fetch);
+	free(want.v);
+	dlist_free(kv);
+	return rc;
+}
+
+/*
+ * The master's side of a copy-back into a csync source: the source's
+ * mailbox as it is now (GET FULLMAILBOX), checked against the state
+ * the plan was made from, the bodies it lacks uploaded, then one
+ * APPLY MAILBOX carrying its records with the copy-back merged in,
+ * conditional on the state read (SINCE_MODSEQ, SINCE_CRC,
+ * SINCE_CRC_ANNOT): a source that changed meanwhile refuses it.
+ * Returns 0, 1 when the source is not at the planned state (or
+ * refused as changed), -1 on failure with the reason in sd->cberr, -2
+ * on failure already reported.
+ */
+static int
+copyback_source(struct sender *sd, const struct copyback *cb, size_t *nnew)
+{
+	struct dlist *arg, *kv = NULL, *rl;
+	const struct dlist *mk = NULL, *recs, *d;
+	struct csync_reply r;
+	struct store_mailbox mb;
+	struct store_annot *annots = NULL;
+	struct store_record *src = NULL, *out = NULL;
+	size_t nannots = 0, nsrc = 0, nout = 0, i;
+	uint64_t since;
+	uint32_t since_crc, since_crc_annot, ob, oa, nb, na;
+	char err[256];
+	int rc = -1;
+
+	*nnew = 0;
+	memset(&mb, 0, sizeof(mb));
+	sd->cberr[0] = '\0';
+	if (sd->src == NULL) {
+		/* Unreachable: this mailbox fails, nothing is expunged on
+		 * the replica, and the batch is kept for a later run. */
+		int fatal = sd->fatal;
+
+		if (source_ready(sd) == -1) {
+			sd->fatal = fatal;
+			snprintf(sd->cberr, sizeof(sd->cberr), "the master is "
+			    "a csync source that cannot be reached");
+			return -1;
+		}
+	}
+	arg = dlist_setatom(NULL, "FULLMAILBOX", cb->name);
+	if (csync_call(sd->src, "GET", arg, &r, NULL) == -1 &&
+	    r.status[0] == '\0') {
+		dlist_free(arg);
+		warnx_("source: GET FULLMAILBOX %s: %s", cb->name,
+		    sd->src->err);
+		set_fatal(sd, csync_exit_status(sd->src->errclass));
+		csync_reply_clear(&r);
+		return -2;
+	}
+	dlist_free(arg);
+	if (strcmp(r.status, "OK") != 0) {
+		rc = 1;		/* gone from the source: plan again */
+		goto out;
+	}
+	for (i = 0; i < r.nitems; i++)
+		if (strcmp(r.items[i]->key, "MAILBOX") == 0)
+			mk = r.items[i];
+	if (mk == NULL || mbdl_parse_mailbox(mk, &mb, &annots, &nannots, 0,
+	    err, sizeof(err)) == -1) {
+		snprintf(sd->cberr, sizeof(sd->cberr), "GET FULLMAILBOX on "
+		    "the source: %s", mk == NULL ? "no MAILBOX" : err);
+		goto out;
+	}
+	if (mb.uniqueid == NULL || strcmp(mb.uniqueid, cb->uniqueid) != 0 ||
+	    strcmp(mb.name, cb->name) != 0 || mb.highestmodseq != cb->since) {
+		rc = 1;
+		goto out;
+	}
+	recs = dlist_child(mk, "RECORD");
+	if (recs != NULL && recs->nchild > 0 &&
+	    (src = calloc(recs->nchild, sizeof(*src))) == NULL) {
+		snprintf(sd->cberr, sizeof(sd->cberr), "out of memory");
+		goto out;
+	}
+	for (d = recs ? recs->head : NULL; d != NULL; d = d->next) {
+		if (mbdl_parse_record(d, &src[nsrc], err, sizeof(err)) == -1) {
+			snprintf(sd->cberr, sizeof(sd->cberr), "GET "
+			    "FULLMAILBOX on the source: %s", err);
+			goto out;
+		}
+		nsrc++;
+	}
+	since = mb.highestmodseq;
+	since_crc = mb.sync_crc;
+	since_crc_annot = mb.sync_crc_annot;
+	crc_sums(src, nsrc, &ob, &oa);
+	if (copyback_merge(sd, cb, &mb, src, nsrc, &out, &nout, nnew) == -1)
+		goto out;
+	/* Records the merge left alone cancel out of the sums. */
+	crc_sums(out, nout, &nb, &na);
+	mb.sync_crc = since_crc ^ ob ^ nb;
+	mb.sync_crc_annot = since_crc_annot ^ oa ^ na;
+	if (copyback_upload(sd, cb, mb.partition ? mb.partition : "default",
+	    mb.name, out, nout) == -1) {
+		rc = -2;
+		goto out;
+	}
+	kv = mbdl_mailbox(NULL, "MAILBOX", &mb, annots, nannots);
+	dlist_setnum64(kv, "SINCE_MODSEQ", since);
+	dlist_setnum32(kv, "SINCE_CRC", since_crc);
+	dlist_setnum32(kv, "SINCE_CRC_ANNOT", since_crc_annot);
+	rl = dlist_newlist(kv, "RECORD");
+	for (i = 0; i < nout; i++)
+		mbdl_record(rl, &out[i]);
+	csync_reply_clear(&r);
+	sd->src->reply_max = REPLY_MAX;
+	if (csync_call(sd->src, "APPLY", kv, &r, NULL) == -1 &&
+	    r.status[0] == '\0') {
+		warnx_("source: APPLY MAILBOX %s: %s", cb->name,
+		    sd->src->err);
+		set_fatal(sd, csync_exit_status(sd->src->errclass));
+		goto out;
+	}
+	if (strcmp(r.code, "IMAP_SYNC_CHANGED") == 0)
+		rc = 1;
+	else if (strcmp(r.status, "OK") != 0)
+		snprintf(sd->cberr, sizeof(sd->cberr), "APPLY MAILBOX on the "
+		    "source: %s %s", r.status, r.text ? r.text : "");
+	else
+		rc = 0;
+out:
+	if (sd->src != NULL)
+		sd->src->reply_max = 0;
+	csync_reply_clear(&r);
+	dlist_free(kv);
+	free(out);
+	for (i = 0; i < nsrc; i++)
+		store_record_clear(&src[i]);
+	free(src);
+	store_mailbox_clear(&mb);
+	store_annots_free(annots, nannots);
+	return rc;
+}
+
 /*
  * "MASTER COPYBACK %(...)": take back into the master's store what only
  * the replica holds, then expunge on the replica the UIDs the master
@@ -1353,13 +1816,17 @@ do_copyback(struct sender *sd, const struct dlist *d)
 		set_fatal(sd, EXIT_PROTOCOL);
 		return;
 	}
-	if (sd->store == NULL) {
-		printf("NO MASTER COPYBACK %s: the master is a csync source, "
-		    "which is not written to\n", cb.name);
-		goto failed;
-	}
 	if (drain(sd) == -1)
 		goto out;
+	replan_target(cb.name, what, sizeof(what));
+	if (sd->store == NULL) {
+		r = copyback_source(sd, &cb, &nnew);
+		if (sd->fatal)
+			goto out;
+		if (r == -2)
+			goto failed;
+		goto applied;
+	}
 	memset(&mb, 0, sizeof(mb));
 	r = store_mailbox_get_uniqueid(sd->store, cb.uniqueid, &mb);
 	if (r == -1) {
@@ -1375,10 +1842,10 @@ do_copyback(struct sender *sd, const struct dlist *d)
 		goto failed;
 	}
 	store_mailbox_clear(&mb);
-	replan_target(cb.name, what, sizeof(what));
 	store_set_synclog(sd->store, 1);
 	r = r == STORE_NOTFOUND ? 1 : copyback_apply(sd, &cb, &nnew);
 	store_set_synclog(sd->store, 0);
+applied:
 	if (r == 1) {
 		/* The master moved on since the plan: plan it again. */
 		printf("NO MASTER COPYBACK %s: changed on the master since "
