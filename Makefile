@@ -38,8 +38,27 @@ FUZZ_SECONDS ?= 600
 
 MAN_SRC	 = $(wildcard man/*.[158])
 
-.PHONY: all deps check test unit bats lint fuzz fuzz-short demo bench torture install clean asan
+# SANITIZE=1 builds the tools themselves (cmd/<tool>/<tool>) with ASan +
+# UBSan, from the objects of build/asan/lib, so that every test runs them
+# sanitized; scripts/run-tests then turns any sanitizer report into a
+# failure.  The flavour stamp makes a switch either way relink the tools.
+SANITIZE ?= 0
+ifeq ($(SANITIZE),1)
+FLAVOUR	 = sanitize
+TOOL_SAN = $(SAN)
+TOOL_LIB = $(ASAN_LIB_OBJ)
+else
+FLAVOUR	 = plain
+TOOL_SAN =
+TOOL_LIB = $(LIB)
+endif
+FLAVOUR_STAMP = build/flavour-$(FLAVOUR)
+
+.PHONY: all deps check test unit bats lint fuzz fuzz-short demo bench torture install clean asan leakcheck
 all: $(PROGS)
+
+$(FLAVOUR_STAMP):
+	@mkdir -p build && rm -f build/flavour-* && touch $@
 
 deps:
 	@scripts/install-deps
@@ -51,8 +70,8 @@ $(LIB): $(LIB_OBJ)
 
 # One rule per tool: every .c in cmd/<tool>/ linked with the library.
 define TOOL_RULE
-cmd/$(1)/$(1): $(wildcard cmd/$(1)/*.c) $(wildcard cmd/$(1)/*.h) $(LIB)
-	$$(CC) $$(CFLAGS) -Icmd/$(1) -o $$@ $(wildcard cmd/$(1)/*.c) $(LIB) $$(LDLIBS)
+cmd/$(1)/$(1): $(wildcard cmd/$(1)/*.c) $(wildcard cmd/$(1)/*.h) $$(TOOL_LIB) $$(FLAVOUR_STAMP)
+	$$(CC) $$(CFLAGS) $$(TOOL_SAN) -Icmd/$(1) -o $$@ $(wildcard cmd/$(1)/*.c) $$(TOOL_LIB) $$(LDLIBS)
 build/asan/bin/$(1): $(wildcard cmd/$(1)/*.c) $(wildcard cmd/$(1)/*.h) $(ASAN_LIB_OBJ)
 	@mkdir -p build/asan/bin
 	$$(CC) $$(CFLAGS) $$(SAN) -Icmd/$(1) -o $$@ $(wildcard cmd/$(1)/*.c) $(ASAN_LIB_OBJ) $$(LDLIBS)
@@ -90,11 +109,11 @@ build/fuzz/fuzz_server: test/fuzz/fuzz_server.c $(FUZZ_SERVER_SRC) \
 # ends with one "N passed, N failed" line.
 check: deps
 	@$(MAKE) --no-print-directory all asan $(FUZZ_BIN)
-	@scripts/run-tests
+	@SANITIZE=$(SANITIZE) scripts/run-tests
 
 # Unit + bats only (no dependency install), for quick iterations.
 test: all asan
-	@scripts/run-tests --no-fuzz
+	@SANITIZE=$(SANITIZE) scripts/run-tests --no-fuzz
 
 lint:
 	@scripts/run-tests --only lint
@@ -110,6 +129,12 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/bench
+
+# A full replication with every tool under valgrind; fails on a memory
+# error or a definite leak (scripts/leakcheck).  Plain build only.
+leakcheck:
+	@$(MAKE) --no-print-directory all SANITIZE=0
+	@scripts/leakcheck
 
 torture: deps
 	@$(MAKE) --no-print-directory all asan

@@ -51,7 +51,7 @@ teardown() {
 small_fs() {
 	mkdir -p "$1"
 	if ! mount -t tmpfs -o "size=$2,mode=0755" tmpfs "$1" 2>"$T/mount.err"; then
-		skip "cannot mount a tmpfs on $1 (needs root): $(cat "$T/mount.err")"
+		skip "needs privilege: cannot mount a tmpfs on $1: $(cat "$T/mount.err")"
 	fi
 }
 

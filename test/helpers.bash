@@ -7,8 +7,28 @@
 #                 (default: ../shared/peer/cyrus-pair beside the project)
 #   SYNC_SERVER   the sync_server binary (default: cmd/sync_server/sync_server)
 #   SP_KEEP=1     keep temp dirs made by sp_tmpdir (sp_rmtmp does nothing)
+#   SANITIZE=1    the tools are ASan + UBSan builds (make all SANITIZE=1);
+#                 when bats runs alone (not under scripts/run-tests, which
+#                 sends reports to files it checks), a report aborts the
+#                 tool that made it, on stderr.  Leaks count for
+#                 sync_server, and for every tool with SANITIZE_LEAKS=all
+#                 (as in scripts/run-tests)
 
 SP_HELPERS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+if [[ ${SANITIZE:-0} == 1 && ${ASAN_OPTIONS:-} != *log_path=* ]]; then
+	SP_LSAN_SUPP=${BATS_RUN_TMPDIR:-${BATS_TMPDIR:-/tmp}}/syncpipe-lsan.supp
+	if [[ ${SANITIZE_LEAKS:-server} == all ]]; then
+		: >"$SP_LSAN_SUPP"
+	else
+		printf 'leak:/cmd/%s/%s\n' synclog-tail synclog-tail \
+		    sync-plan sync-plan sync-send sync-send \
+		    sync-store sync-store >"$SP_LSAN_SUPP"
+	fi
+	export ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:detect_leaks=1:print_stacktrace=1
+	export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
+	export LSAN_OPTIONS=suppressions=$SP_LSAN_SUPP:print_suppressions=0
+fi
 
 # The project root (the directory holding the Makefile).
 sp_project_root() {

@@ -125,7 +125,21 @@ push(char ***v, size_t *n, const char *s)
 		exit(EXIT_IOERR);
 	}
 	*v = nv;
-	(*v)[(*n)++] = strdup(s);
+	if (((*v)[*n] = strdup(s)) == NULL) {
+		warnx_("out of memory");
+		exit(EXIT_IOERR);
+	}
+	(*n)++;
+}
+
+static void
+strv_free(char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
 }
 
 static void
@@ -181,6 +195,7 @@ rstate_get(struct plan *pl, const char *what, struct dlist *arg,
 		warnx_("GET %s: %s", what, pl->cs->err);
 		pl->fatal = csync_exit_status(pl->cs->errclass);
 		csync_reply_clear(&r);
+		rstate_clear(rs);
 		return -1;
 	}
 	if (strcmp(r.status, "OK") != 0 &&
@@ -194,6 +209,7 @@ rstate_get(struct plan *pl, const char *what, struct dlist *arg,
 		else if (strcmp(r.status, "BAD") == 0)
 			pl->fatal = EXIT_PROTOCOL;
 		csync_reply_clear(&r);
+		rstate_clear(rs);
 		pl->failed++;
 		return -1;
 	}
@@ -1952,6 +1968,9 @@ main(int argc, char **argv)
 	if (pl.store != NULL)
 		store_close(pl.store);
 	conf_free(pl.conf);
+	strv_free(o.users, o.nusers);
+	strv_free(o.metas, o.nmetas);
+	strv_free(o.mboxes, o.nmboxes);
 	if (pl.fatal)
 		return pl.fatal;
 	return pl.failed ? EXIT_FAILED : EXIT_OK;

@@ -2067,6 +2067,8 @@ recover(struct sender *sd)
 	free(todo);
 	while (sd->nstale > 0)
 		free(sd->stale[--sd->nstale]);
+	free(sd->stale);
+	sd->stale = NULL;
 }
 
 /*
@@ -2361,6 +2363,9 @@ main(int argc, char **argv)
 	free(sd.inflight);
 	free(sd.reserved.v);
 	free(sd.missing.v);
+	for (i = 0; i < sd.nstale; i++)
+		free(sd.stale[i]);
+	free(sd.stale);
 	if (sd.fatal)
 		return sd.fatal;
 	return sd.failed ? EXIT_FAILED : EXIT_OK;

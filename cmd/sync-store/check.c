@@ -551,8 +551,8 @@ verb_gc(struct ss *ss)
 	if (g.nrefs > 1)
 		qsort(g.refs, g.nrefs, sizeof(*g.refs), strp_cmp);
 	for (i = 0; i < g.ncand; i++) {
-		if (bsearch(&g.cand[i], g.refs, g.nrefs, sizeof(*g.refs),
-		    strp_cmp) != NULL)
+		if (g.nrefs > 0 && bsearch(&g.cand[i], g.refs, g.nrefs,
+		    sizeof(*g.refs), strp_cmp) != NULL)
 			continue;
 		path = g.cand[i] + strlen(g.cand[i]) + 1;
 		if (lstat(path, &sb) == -1 || sb.st_mtime > g.cutoff)
