@@ -137,7 +137,9 @@ dlist_sbuf_add(struct dlist_pctx *c, struct dlist_sbuf *b, const void *p,
 	size_t cap;
 
 	if (b->len + n + 1 > b->cap) {
-		cap = b->cap ? b->cap : 64;
+		/* The first piece is usually the whole string (atoms and
+		 * quoted strings are read in pieces of 256): fit it. */
+		cap = b->cap ? b->cap : (n + 1 > 16 ? n + 1 : 16);
 		while (cap < b->len + n + 1)
 			cap *= 2;
 		if ((ns = realloc(b->s, cap)) == NULL)
@@ -201,13 +203,7 @@ dlist_rd_atom(struct dlist_pctx *c, int first, struct dlist_sbuf *b)
 	}
 	if (b->len + n > DLIST_MAX_ATOM)
 		goto toolong;
-	if (b->s == NULL) {
-		/* The usual short atom: one allocation of its exact size. */
-		b->s = dlist_xmemdup(tmp, n);
-		b->len = n;
-		b->cap = n + 1;
-	} else
-		dlist_sbuf_add(c, b, tmp, n);
+	dlist_sbuf_add(c, b, tmp, n);
 	return dlist_charge(c, b->len);
 toolong:
 	dlist_fail(c, "atom longer than %d bytes", DLIST_MAX_ATOM);
@@ -254,12 +250,7 @@ dlist_rd_quoted(struct dlist_pctx *c, struct dlist_sbuf *b)
 			n = 0;
 		}
 	}
-	if (b->s == NULL) {
-		b->s = dlist_xmemdup(tmp, n);
-		b->len = n;
-		b->cap = n + 1;
-	} else
-		dlist_sbuf_add(c, b, tmp, n);
+	dlist_sbuf_add(c, b, tmp, n);
 	return dlist_charge(c, b->len);
 }
 
