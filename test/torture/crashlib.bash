@@ -13,6 +13,17 @@
 #                             pipeline until the log is drained and check
 #                             convergence.  Returns 0 when converged; the
 #                             reason for a failure is in DIR/p/why.
+#                             DELAY: seconds (sync_server: from the moment
+#                             it is up); cmd:N (not synclog-tail): after
+#                             the Nth csync command (killproxy.py);
+#                             sys:SYSCALL:N (synclog-tail): at the entry
+#                             of its Nth SYSCALL, by strace's fault
+#                             injection (the syscall is not executed).
+#                             DIR/p/killed says "killed ..." only when the
+#                             victim really died by SIGKILL, else "... not
+#                             running ..." or "... not killed ...".
+#   crash_tail_points DIR     the sys:SYSCALL:N points of one synclog-tail
+#                             run on a copy of the template, one a line
 #
 # Binaries: CRASH_BIN (default: the project's cmd/ tree); CRASH_ASAN=1
 # uses build/asan/bin.
@@ -93,9 +104,31 @@ crash_pipe_bg() {
 	# crash after N commands: CRASH_AT="N server|client plan|send"
 	if [[ -n ${CRASH_AT:-} ]]; then
 		set -- $CRASH_AT
-		if [[ $3 == plan ]]; then prep="$kp $1 $2 $rep"; else srep="$kp $1 $2 $rep"; fi
+		if [[ $3 == plan ]]; then
+			prep="$kp $1 $2 $rep"
+		elif [[ $2 == server ]]; then
+			# a copy of what the client wrote (to the file before
+			# killproxy gets it), to tell whether the Nth command came;
+			# the copier dies with killproxy, so that the replica's end
+			# of the connection closes when it is gone
+			rm -f "$p/c2s" "$p/f3"
+			mkfifo "$p/f3"
+			srep="exec 3<&0; setpriv --pdeathsig KILL tee $p/c2s $p/f3 <&3 >/dev/null 3<&- & echo \$! >$p/tee.pid; exec $kp $1 $2 $rep <$p/f3 3<&-"
+		else
+			srep="$kp $1 $2 $rep"
+		fi
 	fi
-	"$C_TAIL" -C "$p/m/imapd.conf" -1 >"$p/f1" 2>>"$p/tail.err" &
+	# kill synclog-tail at a syscall: CRASH_TAIL_INJECT="SYSCALL:N"
+	if [[ -n ${CRASH_TAIL_INJECT:-} ]]; then
+		{
+			strace -f -o /dev/null \
+			    -e inject="${CRASH_TAIL_INJECT%%:*}:signal=KILL:when=${CRASH_TAIL_INJECT#*:}" \
+			    "$C_TAIL" -C "$p/m/imapd.conf" -1
+			echo $? >"$p/tail.rc"
+		} >"$p/f1" 2>>"$p/tail.err" &
+	else
+		"$C_TAIL" -C "$p/m/imapd.conf" -1 >"$p/f1" 2>>"$p/tail.err" &
+	fi
 	local t=$!
 	KILLPROXY_LOG=$p/killed "$C_PLAN" -C "$p/m/imapd.conf" -e "$prep" <"$p/f1" >"$p/f2" 2>>"$p/plan.err" &
 	local pl=$!
@@ -104,7 +137,9 @@ crash_pipe_bg() {
 	C_PIDS="$t $pl $s"
 }
 
-# Wait for pids, at most $2 seconds; then SIGKILL what is left.
+# Wait for pids, at most $2 seconds; then SIGKILL what is left.  The
+# exit statuses are left in C_RC[pid].
+declare -gA C_RC=()
 crash_wait() {
 	local pids=$1 limit=$2 i p alive
 	for ((i = 0; i < limit * 10; i++)); do
@@ -119,7 +154,42 @@ crash_wait() {
 			kill -KILL "$p" 2>/dev/null
 		fi
 		wait "$p" 2>/dev/null
+		C_RC[$p]=$?
 	done
+}
+
+# Is $1 a live process (not gone, not a zombie)?
+crash_alive() {
+	local st
+	st=$(cat /proc/"$1"/stat 2>/dev/null) || return 1
+	st=${st##*) }
+	[[ ${st%% *} != [ZX] ]]
+}
+
+# Count the csync commands in what a client wrote, as killproxy.py does.
+crash_ncmds() {
+	[[ -e $1 ]] || { echo 0; return; }
+	{ echo; cat "$1"; } | grep -a -c -E '^(APPLY|GET|RESTORE) '
+}
+
+# crash_tail_points DIR: run synclog-tail -1 under strace on a copy of the
+# template, print the places it can be killed at: SYSCALL:N for the Nth
+# write, rename, fsync, unlink, openat, fcntl, readlink, read, close and
+# exit_group after the dynamic loader is done.
+crash_tail_points() {
+	local q=$1/tp
+	crash_bins
+	rm -rf "$q"
+	cp -a "$1/tmpl" "$q"
+	crash_conf "$q/m" log
+	strace -f -o "$q/trace" -e trace=write,rename,renameat,renameat2,fsync,fdatasync,unlink,unlinkat,openat,fcntl,readlink,read,close,exit_group \
+	    "$C_TAIL" -C "$q/m/imapd.conf" -1 2>/dev/null | cat >/dev/null
+	awk '{ sub(/^[0-9]+ +/, ""); n = $0; sub(/\(.*/, "", n) }
+	    n !~ /^[a-z_0-9]+$/ { next }
+	    { c[n]++ }
+	    !go && n == "openat" && $0 ~ /imapd\.conf/ { go = 1 }
+	    go { print n ":" c[n] }' "$q/trace"
+	rm -rf "$q"
 }
 
 # A writer changing the master while the pipeline runs.
@@ -149,19 +219,52 @@ crash_point() {
 	: >"$p/why"
 	crash_writer "$p/m/imapd.conf" 5 &
 	local w=$!
-	local CRASH_AT=
+	local CRASH_AT= CRASH_TAIL_INJECT=
+	if [[ $delay == sys:* ]]; then
+		if [[ $tool != synclog-tail ]]; then
+			echo "sys: points are for synclog-tail only" >"$p/why"
+			wait "$w"
+			return 1
+		fi
+		CRASH_TAIL_INJECT=${delay#sys:}
+		crash_pipe_bg "$p"
+		CRASH_TAIL_INJECT=
+		crash_wait "$C_PIDS" 60
+		if [[ $(cat "$p/tail.rc" 2>/dev/null) == 137 ]]; then
+			echo "killed synclog-tail at ${delay#sys:}" >>"$p/killed"
+		else
+			echo "synclog-tail not killed at ${delay#sys:} (exit $(cat "$p/tail.rc" 2>/dev/null))" >>"$p/killed"
+		fi
+		wait "$w"
+		crash_rerun "$p"
+		return
+	fi
 	if [[ $delay == cmd:* ]]; then
 		case $tool in
 		sync_server) CRASH_AT="${delay#cmd:} server send" ;;
 		sync-send) CRASH_AT="${delay#cmd:} client send" ;;
 		sync-plan) CRASH_AT="${delay#cmd:} client plan" ;;
 		esac
-		[[ $tool == sync_server ]] && echo "killed sync_server after ${delay#cmd:} commands" >>"$p/killed"
 	fi
 	crash_pipe_bg "$p"
 	if [[ -n $CRASH_AT ]]; then
 		CRASH_AT=
 		crash_wait "$C_PIDS" 60
+		if [[ $tool == sync_server ]]; then
+			# tee ends when sync-send closes its end
+			for k in $(seq 200); do
+				crash_alive "$(cat "$p/tee.pid" 2>/dev/null || echo 0)" || break
+				sleep 0.05
+			done
+			k=$(crash_ncmds "$p/c2s")
+			if ((k >= ${delay#cmd:})); then
+				echo "killed sync_server after ${delay#cmd:} commands" >>"$p/killed"
+			else
+				echo "sync_server not running after ${delay#cmd:} commands (the client sent $k)" >>"$p/killed"
+			fi
+		elif ! grep -q '^killed' "$p/killed"; then
+			echo "$tool not running after ${delay#cmd:} commands" >>"$p/killed"
+		fi
 		wait "$w"
 		crash_rerun "$p"
 		return
@@ -188,12 +291,18 @@ crash_point() {
 	none) victim= ;;
 	*) echo "unknown tool $tool" >"$p/why"; victim= ;;
 	esac
-	if [[ -n $victim ]] && kill -KILL "$victim" 2>/dev/null; then
-		echo "killed $tool ($victim) at ${delay}s" >>"$p/killed"
+	if [[ -n $victim ]] && crash_alive "$victim" && kill -KILL "$victim" 2>/dev/null; then
+		k="killed $tool ($victim) at ${delay}s"
 	else
-		echo "$tool not running at ${delay}s" >>"$p/killed"
+		k="$tool not running at ${delay}s"
+		victim=
 	fi
 	crash_wait "$C_PIDS" 60
+	# our own children: the kill counts only if it is what ended them
+	if [[ -n $victim && $tool != sync_server && ${C_RC[$victim]:-} != 137 ]]; then
+		k="$tool not running at ${delay}s (exit ${C_RC[$victim]:-?})"
+	fi
+	echo "$k" >>"$p/killed"
 	wait "$w"
 	crash_rerun "$p"
 }
