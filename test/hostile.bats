@@ -608,7 +608,7 @@ client_ok() {
 }
 
 _send() {
-	FAKE_LOG=$T/fake.log timeout 60 "$SEND" -C "$M" -t 3 -e "$(fake "$1")" <"$T/plan" 2>"$T/cerr"
+	FAKE_LOG=$T/fake.log timeout 60 "$SEND" -C "$M" -t 10 -e "$(fake "$1")" <"$T/plan" 2>"$T/cerr"
 }
 
 _plan() {
@@ -654,7 +654,7 @@ plan_fake() {
 @test "client: a 1 GB literal announced, then the server closes: no hang, no 1 GB buffer" {
 	client_setup
 	run python3 "$HDIR/hrun.py" 60 "$T/cout" "$T/cerr" "$T/cstat" -- \
-	    "$SEND" -C "$M" -t 3 -e "$(fake literal-1g)" <"$T/plan"
+	    "$SEND" -C "$M" -t 10 -e "$(fake literal-1g)" <"$T/plan"
 	read -r st <"$T/cstat"
 	echo "$st"
 	[[ $st =~ rc=([0-9]+)\ maxrss_kb=([0-9]+)\ timedout=0 ]]
