@@ -822,6 +822,8 @@ int
 csync_call(struct csync *c, const char *verb, const struct dlist *d,
     struct csync_reply *r, const struct dlist_sink *sink)
 {
+	/* Callers clear *r whatever happened, a failed send included. */
+	memset(r, 0, sizeof(*r));
 	if (csync_send(c, verb, d) == -1) {
 		cs_seterr(c, CSYNC_UNREACHABLE, "write: %s", prot_error(c->p));
 		return -1;

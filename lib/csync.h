@@ -160,7 +160,8 @@ struct dlist_sink;
 int		 csync_read_reply(struct csync *, struct csync_reply *,
 		    const struct dlist_sink *);
 void		 csync_reply_clear(struct csync_reply *);
-/* Send a command and read its reply; 0 if the status was OK. */
+/* Send a command and read its reply; 0 if the status was OK.  *r is
+ * always initialised (empty after a failed send): csync_reply_clear() it. */
 int		 csync_call(struct csync *, const char *verb, const struct dlist *,
 		    struct csync_reply *, const struct dlist_sink *);
 
