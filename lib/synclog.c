@@ -241,6 +241,8 @@ synclog_append_channel(const struct conf *conf, const char *channel,
 	}
 	if (synclog_write_all(fd, text, len) == -1 || fsync(fd) == -1) {
 		snprintf(err, errlen, "%s: write: %s", path, strerror(errno));
+		/* No torn line for the next writer to glue its own onto. */
+		(void)ftruncate(fd, fst.st_size);
 		synclog_lock(fd, F_UNLCK);
 		close(fd);
 		return -1;
