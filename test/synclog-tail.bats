@@ -320,6 +320,31 @@ RENAME user.carol.a user.alice.b" ]
 	[ "$status" -eq 64 ]
 }
 
+@test "--skip-locked: a dotted userid's mailboxes (user.first^last) are held by S-first.last" {
+	mkdir "$D/locks"
+	cat > "$L" <<'LOG'
+MAILBOX user.first^last
+MAILBOX user.first^last.Sent
+SEEN first.last user.bob
+MAILBOX example.com!user.j^doe.Trash
+MAILBOX user.first
+LOG
+	exec 8>"$D/locks/S-first.last"
+	flock 8
+	exec 7>"$D/locks/S-j.doe@example.com"
+	flock 7
+	run "$T" -1 -C "$C" --skip-locked "$D/locks"
+	exec 8>&- 7>&-
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"first.last: locked by another run"* ]]
+	[[ "$output" == *"j.doe@example.com: locked by another run"* ]]
+	[ "$(records <<<"$output" | grep -v 'locked by')" = "MAILBOX user.first" ]
+	[ "$(cat "$L")" = "MAILBOX user.first^last
+MAILBOX user.first^last.Sent
+SEEN first.last user.bob
+MAILBOX example.com!user.j^doe.Trash" ]
+}
+
 @test "SIGTERM stops -r cleanly, exit 0, batches whole" {
 	"$T" -r -d 0 -C "$C" > "$D/out" &
 	TAILPID=$!

@@ -409,6 +409,21 @@ skip_locked(struct skip *sk, const char *owner)
 }
 
 /*
+ * The userid owning a mailbox, as the lock file names it: the internal
+ * name's '^' is the userid's '.' (user.first^last belongs to first.last).
+ */
+static void
+skip_owner(const char *mbox, char *owner, size_t size)
+{
+	char *p;
+
+	synclog_mailbox_owner(mbox, owner, size);
+	for (p = owner; *p != '\0'; p++)
+		if (*p == '^')
+			*p = '.';
+}
+
+/*
  * 1 if rec belongs to a locked owner and was set aside for the log,
  * 0 if it is to be emitted, -1 when out of memory.
  */
@@ -436,12 +451,12 @@ skip_record(struct skip *sk, const struct synclog_rec *rec)
 			break;
 		case SYNCLOG_RENAME:
 		case SYNCLOG_DOUBLEMAILBOX:
-			synclog_mailbox_owner(args[i], owner, sizeof(owner));
+			skip_owner(args[i], owner, sizeof(owner));
 			break;
 		default:
 			if (i > 0)
 				continue;
-			synclog_mailbox_owner(args[i], owner, sizeof(owner));
+			skip_owner(args[i], owner, sizeof(owner));
 			break;
 		}
 		if ((r = skip_locked(sk, owner)) == -1)
