@@ -93,6 +93,8 @@ struct tail {
 	int		 inofd;
 	int		 watching;
 	int		 skipped;	/* the last claim left lines behind */
+	struct fileid	 handed_id;	/* the claimed file whose ... */
+	struct lockcache handed;	/* ... lines these are back in the log */
 	sigset_t	 waitmask;	/* mask while waiting */
 };
 
@@ -409,6 +411,103 @@ skip_locked(struct skip *sk, const char *owner)
 }
 
 /*
+ * The lines of one claimed file already handed back to the log, so that
+ * emitting that file again (after a kept batch) does not append them a
+ * second time.  The keys of a lockcache serve as a set of strings.
+ */
+static int
+handed_has(const struct lockcache *lc, const char *line)
+{
+	size_t i;
+
+	if (lc->size == 0)
+		return 0;
+	for (i = skip_hash(line) & (lc->size - 1); lc->keys[i] != NULL;
+	    i = (i + 1) & (lc->size - 1))
+		if (strcmp(lc->keys[i], line) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+handed_add(struct lockcache *lc, const char *line)
+{
+	size_t i;
+
+	if (handed_has(lc, line))
+		return 0;
+	if (lc->used * 2 >= lc->size && skip_grow(lc) == -1)
+		return -1;
+	for (i = skip_hash(line) & (lc->size - 1); lc->keys[i] != NULL;
+	    i = (i + 1) & (lc->size - 1))
+		;
+	if ((lc->keys[i] = strdup(line)) == NULL)
+		return -1;
+	lc->used++;
+	return 0;
+}
+
+static void
+handed_clear(struct lockcache *lc)
+{
+	size_t i;
+
+	for (i = 0; i < lc->size; i++)
+		free(lc->keys[i]);
+	free(lc->keys);
+	free(lc->locked);
+	memset(lc, 0, sizeof(*lc));
+}
+
+/*
+ * Append to the log the lines (each ending in a newline) set aside from
+ * the claimed file id, but not those already appended from it.  buf is
+ * rewritten.
+ */
+static enum result
+hand_back(struct tail *t, const struct fileid *id, char *buf, size_t len)
+{
+	char err[512], *p, *e, *end = buf + len;
+	size_t n = 0, ll;
+	int has;
+
+	if (!fileid_eq(id, &t->handed_id)) {
+		handed_clear(&t->handed);
+		t->handed_id = *id;
+	}
+	for (p = buf; p < end; p = e + 1) {
+		if ((e = memchr(p, '\n', end - p)) == NULL)
+			e = end - 1;
+		ll = e - p + 1;
+		*e = '\0';
+		has = handed_has(&t->handed, p);
+		*e = '\n';
+		if (!has) {
+			memmove(buf + n, p, ll);
+			n += ll;
+		}
+	}
+	if (n == 0)
+		return RES_OK;
+	if (synclog_append_channel(t->conf, t->o->channel, buf, n, err,
+	    sizeof(err)) == -1) {
+		warnx("%s", err);
+		return RES_TEMP;
+	}
+	for (p = buf, end = buf + n; p < end; p = e + 1) {
+		e = memchr(p, '\n', end - p);
+		*e = '\0';
+		if (handed_add(&t->handed, p) == -1) {
+			/* Forgetting only costs a duplicate line later. */
+			handed_clear(&t->handed);
+			t->handed_id.set = 0;
+			break;
+		}
+	}
+	return RES_OK;
+}
+
+/*
  * The userid owning a mailbox, as the lock file names it: the internal
  * name's '^' is the userid's '.' (user.first^last belongs to first.last).
  */
@@ -566,7 +665,7 @@ emit_file(struct tail *t, const char *path, int claimed,
 	struct flock fl;
 	struct stat st;
 	struct fileid id;
-	char abs[PATH_MAX], num[32], idbuf[128], err[512];
+	char abs[PATH_MAX], num[32], idbuf[128];
 	const char *rejpath;
 	enum result res;
 	int fd, rdonly = 0;
@@ -638,12 +737,8 @@ emit_file(struct tail *t, const char *path, int claimed,
 	 */
 	if (skp != NULL) {
 		t->skipped = sk.len > 0;
-		if (res == RES_OK && sk.len > 0 &&
-		    synclog_append_channel(t->conf, t->o->channel, sk.buf,
-		    sk.len, err, sizeof(err)) == -1) {
-			warnx("%s", err);
-			res = RES_TEMP;
-		}
+		if (res == RES_OK && sk.len > 0)
+			res = hand_back(t, &id, sk.buf, sk.len);
 		skip_free(&sk);
 	}
 	if (res != RES_OK) {
@@ -1359,6 +1454,7 @@ main(int argc, char **argv)
 		res = run_tail(&t);
 		if (t.inofd != -1)
 			close(t.inofd);
+		handed_clear(&t.handed);
 		break;
 	}
 	conf_free(conf);
