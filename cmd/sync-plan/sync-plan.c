@@ -361,6 +361,7 @@ uid_cmp(const void *a, const void *b)
 struct recvec {
 	struct store_record	*v;
 	size_t			 n;
+	size_t			 cap;
 };
 
 static void
@@ -373,6 +374,7 @@ recvec_clear(struct recvec *rv)
 	free(rv->v);
 	rv->v = NULL;
 	rv->n = 0;
+	rv->cap = 0;
 }
 
 static char *
@@ -396,11 +398,15 @@ collect_copy(const struct store_record *rec, void *arg)
 	struct store_record *nv, *c;
 	size_t i;
 
-	nv = reallocarray(rv->v, rv->n + 1, sizeof(*nv));
-	if (nv == NULL)
-		return -1;
-	rv->v = nv;
-	c = &nv[rv->n];
+	if (rv->n == rv->cap) {
+		nv = reallocarray(rv->v, rv->cap == 0 ? 64 : rv->cap * 2,
+		    sizeof(*nv));
+		if (nv == NULL)
+			return -1;
+		rv->v = nv;
+		rv->cap = rv->cap == 0 ? 64 : rv->cap * 2;
+	}
+	c = &rv->v[rv->n];
 	*c = *rec;
 	c->keywords = NULL;
 	c->annots = NULL;
@@ -635,6 +641,17 @@ out:
 }
 
 static int
+recvec_sorted(const struct recvec *rv)
+{
+	size_t i;
+
+	for (i = 1; i < rv->n; i++)
+		if (rv->v[i - 1].uid > rv->v[i].uid)
+			return 0;
+	return 1;
+}
+
+static int
 rec_same(const struct store_record *a, const struct store_record *b)
 {
 	return a->modseq == b->modseq && a->last_updated == b->last_updated &&
@@ -770,6 +787,9 @@ plan_split(struct plan *pl, const struct store_mailbox *m, struct rstate *rs,
 	/* A csync source sent its header with the records: the two agree. */
 	if (fresh.mb.name != NULL)
 		m = &fresh.mb;
+	/* The walk below goes by UID; a source owes no order. */
+	if (mv.n > 1 && !recvec_sorted(&mv))
+		qsort(mv.v, mv.n, sizeof(*mv.v), rec_cmp);
 	if (split_compare(&mv, &rv, m, &r->mb, &sp) == -1) {
 		warnx_("%s: out of memory", m->name);
 		pl->fatal = EXIT_IOERR;
