@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,16 @@
 
 #define DLIST_CHUNK	16384	/* file literal bytes moved per step */
 #define DLIST_WMAX	1024	/* atoms and quoted strings are shorter */
+#define DLIST_KEEP	65536	/* a parse buffer up to this size is reused */
+#define DLIST_HDR	offsetof(struct dlist, s)
+
+/* What a node records must fit its fields. */
+_Static_assert(DLIST_MAX_ATOM <= UINT32_MAX &&
+    DLIST_MAX_LITERAL <= UINT32_MAX && DLIST_MAX_TOTAL <= UINT32_MAX,
+    "a parsed string's length fits struct dlist's len");
+_Static_assert(DLIST_MAX_ITEMS <= UINT32_MAX,
+    "a parsed list's item count fits struct dlist's nchild");
+_Static_assert(DL_FILE <= UINT8_MAX, "a kind fits struct dlist's kind");
 
 struct dlist_sbuf {
 	char	*s;
@@ -43,6 +54,8 @@ struct dlist_pctx {
 	char				*err;
 	size_t				 errlen;
 	int				 failed;
+	struct dlist_sbuf		 kb;	/* key of the value being read */
+	struct dlist_sbuf		 vb;	/* string value being read */
 };
 
 /* Memory exhaustion is not recoverable for the callers of this module. */
@@ -426,42 +439,118 @@ dlist_skipws(struct dlist_pctx *c, const char *what)
 }
 
 /*
- * A string buffer as a node keeps it: shrunk to its size, so a short
- * string costs a small allocation rather than the buffer's 64 bytes.
+ * The size of a node holding a value of len bytes and, with haskey, a
+ * key of klen bytes; never less than the struct itself.
  */
-static char *
-dlist_sbuf_fit(struct dlist_sbuf *b)
+static size_t
+dlist_nodesize(size_t len, int haskey, size_t klen)
 {
-	char *ns;
+	size_t n;
 
-	if (b->s != NULL && b->cap - b->len > 16 &&
-	    (ns = realloc(b->s, b->len + 1)) != NULL)
-		b->s = ns;
-	return b->s;
+	/* Nothing the parser keeps is this long: see the assertions. */
+	if (len > UINT32_MAX || klen > UINT32_MAX)
+		abort();
+	n = DLIST_HDR + len + 1 + (haskey ? klen + 1 : 0);
+	return n < sizeof(struct dlist) ? sizeof(struct dlist) : n;
 }
 
+/*
+ * Fill in the header of node d, whose len bytes of value are already in
+ * place at d->s; copy the key (klen bytes, NULL for none) after the
+ * value.  The key must not lie inside d.
+ */
 static struct dlist *
-dlist_node(struct dlist_pctx *c, enum dlist_kind kind, char *key)
+dlist_init(struct dlist *d, enum dlist_kind kind, size_t len,
+    const char *key, size_t klen)
+{
+	d->next = NULL;
+	d->head = NULL;
+	d->tail = NULL;
+	d->key = NULL;
+	d->len = (uint32_t)len;
+	d->nchild = 0;
+	d->kind = (uint8_t)kind;
+	d->s[len] = '\0';
+	if (key != NULL) {
+		d->key = d->s + len + 1;
+		if (klen > 0)
+			memcpy(d->key, key, klen);
+		d->key[klen] = '\0';
+	}
+	if (kind == DL_FILE)
+		d->file = dlist_xmalloc(sizeof(*d->file));
+	return d;
+}
+
+/* A new node, its value s (len bytes) and key copied into it. */
+static struct dlist *
+dlist_alloc(enum dlist_kind kind, const char *key, size_t klen,
+    const char *s, size_t len)
 {
 	struct dlist *d;
 
+	if ((d = malloc(dlist_nodesize(len, key != NULL, klen))) == NULL)
+		abort();
+	if (len > 0)
+		memcpy(d->s, s, len);
+	return dlist_init(d, kind, len, key, klen);
+}
+
+/*
+ * The node of a value just read, counted against the item bound: its
+ * key is in c->kb when haskey, its string (DL_STRING and DL_FLAG) in
+ * c->vb.  Both buffers are emptied for the next value.  A big string
+ * buffer becomes the node itself, so its bytes are never held twice.
+ */
+static struct dlist *
+dlist_node(struct dlist_pctx *c, enum dlist_kind kind, int haskey)
+{
+	struct dlist_sbuf *v = &c->vb;
+	const char *key = NULL;
+	struct dlist *d;
+	size_t klen = 0, len;
+	char *p;
+
 	if (c->items >= c->maxitems) {
 		dlist_fail(c, "more than %zu items", c->maxitems);
-		free(key);
 		return NULL;
 	}
 	c->items++;
-	d = dlist_xmalloc(sizeof(*d));
-	d->kind = kind;
-	d->key = key;
-	if (kind == DL_FILE)
-		d->file = dlist_xmalloc(sizeof(*d->file));
+	if (haskey) {
+		key = c->kb.s != NULL ? c->kb.s : "";
+		klen = c->kb.len;
+	}
+	if (kind != DL_STRING && kind != DL_FLAG)
+		d = dlist_alloc(kind, key, klen, NULL, 0);
+	else if (v->cap <= DLIST_KEEP)
+		d = dlist_alloc(kind, key, klen, v->s, v->len);
+	else {
+		len = v->len;
+		if ((p = realloc(v->s, dlist_nodesize(len, haskey, klen))) ==
+		    NULL)
+			abort();
+		memmove(p + DLIST_HDR, p, len);
+		memset(v, 0, sizeof(*v));
+		d = dlist_init((struct dlist *)(void *)p, kind, len, key,
+		    klen);
+	}
+	v->len = 0;
+	if (haskey) {
+		c->kb.len = 0;
+		if (c->kb.cap > DLIST_KEEP) {
+			free(c->kb.s);
+			memset(&c->kb, 0, sizeof(c->kb));
+		}
+	}
 	return d;
 }
 
 static void
 dlist_append(struct dlist *parent, struct dlist *child)
 {
+	/* A file literal has no children: its file is where tail is. */
+	if (parent->kind == DL_FILE)
+		return;
 	if (parent->tail != NULL)
 		parent->tail->next = child;
 	else
@@ -561,18 +650,20 @@ fail:
 }
 
 /*
- * One value; key (owned, may be NULL) becomes its key.  depth is the
- * nesting level of the value itself and is checked before descending.
+ * One value; with haskey, the string in c->kb becomes its key.  depth is
+ * the nesting level of the value itself and is checked before
+ * descending.
  */
 static int
-dlist_rd_value(struct dlist_pctx *c, char *key, int depth, struct dlist **out)
+dlist_rd_value(struct dlist_pctx *c, int haskey, int depth,
+    struct dlist **out)
 {
-	struct dlist_sbuf b = { NULL, 0, 0 };
 	struct dlist *d = NULL, *child;
 	char kb[80];
 	int ch;
 
 	*out = NULL;
+	c->vb.len = 0;
 	ch = prot_getc(c->in);
 	switch (ch) {
 	case -1:
@@ -580,20 +671,17 @@ dlist_rd_value(struct dlist_pctx *c, char *key, int depth, struct dlist **out)
 			dlist_fail_eof(c, "value");
 		else
 			dlist_fail(c, "unexpected end of input: missing value");
-		free(key);
 		return -1;
 	case ')':
 		dlist_fail(c, "unexpected ')'");
-		free(key);
 		return -1;
 	case '(':
 		if (depth >= DLIST_MAX_DEPTH) {
 			dlist_fail(c, "nesting deeper than %d",
 			    DLIST_MAX_DEPTH);
-			free(key);
 			return -1;
 		}
-		if ((d = dlist_node(c, DL_LIST, key)) == NULL)
+		if ((d = dlist_node(c, DL_LIST, haskey)) == NULL)
 			return -1;
 		for (;;) {
 			ch = dlist_skipws(c, "a list");
@@ -607,7 +695,7 @@ dlist_rd_value(struct dlist_pctx *c, char *key, int depth, struct dlist **out)
 				goto fail;
 			}
 			prot_ungetc(c->in, ch);
-			if (dlist_rd_value(c, NULL, depth + 1, &child) < 0)
+			if (dlist_rd_value(c, 0, depth + 1, &child) < 0)
 				goto fail;
 			dlist_append(d, child);
 		}
@@ -615,7 +703,7 @@ dlist_rd_value(struct dlist_pctx *c, char *key, int depth, struct dlist **out)
 	case '%':
 		ch = prot_getc(c->in);
 		if (ch == '{') {
-			if ((d = dlist_node(c, DL_FILE, key)) == NULL)
+			if ((d = dlist_node(c, DL_FILE, haskey)) == NULL)
 				return -1;
 			if (dlist_rd_file(c, d) < 0)
 				goto fail;
@@ -625,16 +713,14 @@ dlist_rd_value(struct dlist_pctx *c, char *key, int depth, struct dlist **out)
 			dlist_fail(c, "'%%' not followed by '(' or '{'");
 			if (ch >= 0)
 				prot_ungetc(c->in, ch);
-			free(key);
 			return -1;
 		}
 		if (depth >= DLIST_MAX_DEPTH) {
 			dlist_fail(c, "nesting deeper than %d",
 			    DLIST_MAX_DEPTH);
-			free(key);
 			return -1;
 		}
-		if ((d = dlist_node(c, DL_KVLIST, key)) == NULL)
+		if ((d = dlist_node(c, DL_KVLIST, haskey)) == NULL)
 			return -1;
 		for (;;) {
 			ch = dlist_skipws(c, "a kvlist");
@@ -648,74 +734,56 @@ dlist_rd_value(struct dlist_pctx *c, char *key, int depth, struct dlist **out)
 				goto fail;
 			}
 			prot_ungetc(c->in, ch);
-			memset(&b, 0, sizeof(b));
-			if (dlist_rd_string(c, &b, "key") < 0)
+			c->kb.len = 0;
+			if (dlist_rd_string(c, &c->kb, "key") < 0)
 				goto fail;
 			ch = dlist_skipws(c, "a kvlist");
 			if (ch == ')' || ch < 0) {
 				dlist_fail(c, "missing value for key %s",
-				    dlist_showkey(b.s, kb, sizeof(kb)));
+				    dlist_showkey(c->kb.s, kb, sizeof(kb)));
 				goto fail;
 			}
 			prot_ungetc(c->in, ch);
-			if (dlist_rd_value(c, dlist_sbuf_fit(&b), depth + 1,
-			    &child) < 0) {
-				b.s = NULL;
+			if (dlist_rd_value(c, 1, depth + 1, &child) < 0)
 				goto fail;
-			}
-			b.s = NULL;
 			dlist_append(d, child);
 		}
 		break;
 	case '"':
-		if (dlist_rd_quoted(c, &b) < 0)
-			goto fail;
+		if (dlist_rd_quoted(c, &c->vb) < 0)
+			return -1;
 		goto string;
 	case '{':
-		if (dlist_rd_literal(c, &b, 1) < 0)
-			goto fail;
+		if (dlist_rd_literal(c, &c->vb, 1) < 0)
+			return -1;
 		goto string;
 	default:
 		if (dlist_isspace(ch)) {
 			dlist_fail(c, "missing value");
 			prot_ungetc(c->in, ch);
-			free(key);
 			return -1;
 		}
-		if (dlist_rd_atom(c, ch, &b) < 0)
-			goto fail;
+		if (dlist_rd_atom(c, ch, &c->vb) < 0)
+			return -1;
 		if (ch == '\\') {
-			if ((d = dlist_node(c, DL_FLAG, key)) == NULL)
-				goto fail;
-			d->s = dlist_sbuf_fit(&b);
-			d->len = b.len;
+			if ((d = dlist_node(c, DL_FLAG, haskey)) == NULL)
+				return -1;
 			break;
 		}
-		if (b.len == 3 && memcmp(b.s, "NIL", 3) == 0) {
-			free(b.s);
-			if ((d = dlist_node(c, DL_NIL, key)) == NULL)
+		if (c->vb.len == 3 && memcmp(c->vb.s, "NIL", 3) == 0) {
+			if ((d = dlist_node(c, DL_NIL, haskey)) == NULL)
 				return -1;
 			break;
 		}
 	string:
-		if ((d = dlist_node(c, DL_STRING, key)) == NULL) {
-			free(b.s);
+		if ((d = dlist_node(c, DL_STRING, haskey)) == NULL)
 			return -1;
-		}
-		if (b.s == NULL)
-			dlist_sbuf_add(c, &b, "", 0);
-		d->s = dlist_sbuf_fit(&b);
-		d->len = b.len;
 		break;
 	}
 	*out = d;
 	return 0;
 fail:
-	free(b.s);
-	if (d != NULL)
-		dlist_free(d);
-	else
-		free(key);
+	dlist_free(d);
 	return -1;
 }
 
@@ -739,9 +807,8 @@ dlist_parse_limit(struct prot *in, int parsekey,
     char *err, size_t errlen)
 {
 	struct dlist_pctx c;
-	struct dlist_sbuf b = { NULL, 0, 0 };
-	char *key = NULL, kb[80];
-	int ch;
+	char kb[80];
+	int ch, r = -1;
 
 	memset(&c, 0, sizeof(c));
 	c.in = in;
@@ -753,11 +820,8 @@ dlist_parse_limit(struct prot *in, int parsekey,
 		err[0] = '\0';
 	*out = NULL;
 	if (parsekey) {
-		if (dlist_rd_string(&c, &b, "key") < 0) {
-			free(b.s);
-			return -1;
-		}
-		key = dlist_sbuf_fit(&b);
+		if (dlist_rd_string(&c, &c.kb, "key") < 0)
+			goto done;
 		/* One SP by the grammar; more blanks are tolerated, but a
 		 * line end is not: the value would come from the next line. */
 		ch = prot_getc(in);
@@ -765,15 +829,18 @@ dlist_parse_limit(struct prot *in, int parsekey,
 			ch = prot_getc(in);
 		if (ch < 0 || ch == '\r' || ch == '\n') {
 			dlist_fail(&c, "missing value after key %s",
-			    dlist_showkey(key, kb, sizeof(kb)));
+			    dlist_showkey(c.kb.s, kb, sizeof(kb)));
 			if (ch >= 0)
 				prot_ungetc(in, ch);
-			free(key);
-			return -1;
+			goto done;
 		}
 		prot_ungetc(in, ch);
 	}
-	return dlist_rd_value(&c, key, 0, out);
+	r = dlist_rd_value(&c, parsekey, 0, out);
+done:
+	free(c.kb.s);
+	free(c.vb.s);
+	return r;
 }
 
 /* The line end after a value: CRLF or LF, nothing else. */
@@ -1068,7 +1135,7 @@ dlist_print1(const struct dlist *d, int printkey, struct prot *out,
 		r |= dlist_print_astring(out, d->s, d->len, litplus);
 		break;
 	case DL_FLAG:
-		r |= prot_write(out, d->s != NULL ? d->s : "", d->len);
+		r |= prot_write(out, d->s, d->len);
 		break;
 	case DL_LIST:
 	case DL_KVLIST:
@@ -1147,9 +1214,7 @@ dlist_free(struct dlist *d)
 		next = ch->next;
 		dlist_free(ch);
 	}
-	free(d->key);
-	free(d->s);
-	if (d->file != NULL) {
+	if (d->kind == DL_FILE) {
 		free(d->file->part);
 		free(d->file->path);
 		free(d->file);
@@ -1157,17 +1222,14 @@ dlist_free(struct dlist *d)
 	free(d);
 }
 
+/* A node with value s (len bytes, copied), appended to parent. */
 static struct dlist *
-dlist_new(struct dlist *parent, const char *key, enum dlist_kind kind)
+dlist_new(struct dlist *parent, const char *key, enum dlist_kind kind,
+    const char *s, size_t len)
 {
 	struct dlist *d;
 
-	d = dlist_xmalloc(sizeof(*d));
-	d->kind = kind;
-	if (kind == DL_FILE)
-		d->file = dlist_xmalloc(sizeof(*d->file));
-	if (key != NULL)
-		d->key = dlist_xstrdup(key);
+	d = dlist_alloc(kind, key, key != NULL ? strlen(key) : 0, s, len);
 	if (parent != NULL)
 		dlist_append(parent, d);
 	return d;
@@ -1177,21 +1239,21 @@ dlist_new(struct dlist *parent, const char *key, enum dlist_kind kind)
 struct dlist *
 dlist_newlist(struct dlist *parent, const char *key)
 {
-	return dlist_new(parent, key, DL_LIST);
+	return dlist_new(parent, key, DL_LIST, NULL, 0);
 }
 
 /* An empty kvlist "%( )" under parent. */
 struct dlist *
 dlist_newkvlist(struct dlist *parent, const char *key)
 {
-	return dlist_new(parent, key, DL_KVLIST);
+	return dlist_new(parent, key, DL_KVLIST, NULL, 0);
 }
 
 /* A NIL value. */
 struct dlist *
 dlist_setnil(struct dlist *parent, const char *key)
 {
-	return dlist_new(parent, key, DL_NIL);
+	return dlist_new(parent, key, DL_NIL, NULL, 0);
 }
 
 /* A string value (s copied); NULL s gives NIL. */
@@ -1208,26 +1270,18 @@ struct dlist *
 dlist_setmap(struct dlist *parent, const char *key, const char *s,
     size_t len)
 {
-	struct dlist *d;
-
 	if (s == NULL)
 		return dlist_setnil(parent, key);
-	d = dlist_new(parent, key, DL_STRING);
-	d->s = dlist_xmemdup(s, len);
-	d->len = len;
-	return d;
+	return dlist_new(parent, key, DL_STRING, s, len);
 }
 
 /* A flag such as \Seen or $Label1, written raw. */
 struct dlist *
 dlist_setflag(struct dlist *parent, const char *key, const char *flag)
 {
-	struct dlist *d;
-
-	d = dlist_new(parent, key, DL_FLAG);
-	d->s = dlist_xstrdup(flag != NULL ? flag : "");
-	d->len = strlen(d->s);
-	return d;
+	if (flag == NULL)
+		flag = "";
+	return dlist_new(parent, key, DL_FLAG, flag, strlen(flag));
 }
 
 static struct dlist *
@@ -1297,7 +1351,7 @@ dlist_setfile(struct dlist *parent, const char *key, const char *part,
 {
 	struct dlist *d;
 
-	d = dlist_new(parent, key, DL_FILE);
+	d = dlist_new(parent, key, DL_FILE, NULL, 0);
 	d->file->part = dlist_xstrdup(part != NULL ? part : "");
 	if (guid != NULL && guid_valid(guid, strlen(guid)))
 		guid_normalise(guid, d->file->guid);
@@ -1315,6 +1369,35 @@ dlist_stitch(struct dlist *parent, struct dlist *child)
 {
 	child->next = NULL;
 	dlist_append(parent, child);
+}
+
+/*
+ * A node's strings live inside it: a new key means a bigger (or smaller)
+ * node.  d has no parent, so nothing points to it but the caller; its
+ * children and file move with it.
+ */
+struct dlist *
+dlist_setkey(struct dlist *d, const char *key)
+{
+	struct dlist *nd;
+	char *k = NULL;
+	size_t klen = 0;
+
+	if (key != NULL) {
+		/* key may be d's own: copy it before d moves. */
+		k = dlist_xstrdup(key);
+		klen = strlen(k);
+	}
+	if ((nd = realloc(d, dlist_nodesize(d->len, k != NULL, klen))) ==
+	    NULL)
+		abort();
+	nd->key = NULL;
+	if (k != NULL) {
+		nd->key = nd->s + nd->len + 1;
+		memcpy(nd->key, k, klen + 1);
+		free(k);
+	}
+	return nd;
 }
 
 /* The direct child with exactly this key, or NULL. */
@@ -1500,8 +1583,7 @@ dlist_toguid(const struct dlist *d, char guid[41])
 const char *
 dlist_cstring(const struct dlist *d)
 {
-	if (d == NULL || (d->kind != DL_STRING && d->kind != DL_FLAG) ||
-	    d->s == NULL)
+	if (d == NULL || (d->kind != DL_STRING && d->kind != DL_FLAG))
 		return "";
 	return d->s;
 }

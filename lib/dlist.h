@@ -46,18 +46,26 @@ struct dlist_file {
 };
 
 /*
- * One node.  It is kept small (a value of a 500,000-record mailbox has
- * millions of them): the file literal fields live behind ->file.
+ * One node, allocated together with its strings: s holds the value and,
+ * after its terminator, the key.  It is kept small (a value of a
+ * 500,000-record mailbox has millions of them): 41 bytes before s on a
+ * 64-bit host, the file literal fields behind ->file, which shares its
+ * place with ->tail (a file literal has no children).  A node's strings
+ * cannot be replaced in place: dlist_setkey gives a node a new key.
  */
 struct dlist {
-	enum dlist_kind	 kind;
-	char		*key;		/* NULL for list items */
-	char		*s;		/* DL_STRING/DL_FLAG: value, always NUL terminated */
-	size_t		 len;		/* length of s without the terminator */
-	struct dlist	*head, *tail;	/* DL_LIST/DL_KVLIST children */
 	struct dlist	*next;		/* sibling */
-	size_t		 nchild;
-	struct dlist_file *file;	/* DL_FILE: never NULL; others: NULL */
+	struct dlist	*head;		/* DL_LIST/DL_KVLIST children; else NULL */
+	union {
+		struct dlist	  *tail;	/* DL_LIST/DL_KVLIST: last child */
+		struct dlist_file *file;	/* DL_FILE: never NULL */
+	};
+	char		*key;		/* NULL for list items; else inside the node */
+	uint32_t	 len;		/* length of s without the terminator */
+	uint32_t	 nchild;
+	uint8_t		 kind;		/* enum dlist_kind */
+	char		 s[];		/* DL_STRING/DL_FLAG: value, always NUL
+					   terminated; other kinds: "" */
 };
 
 /*
@@ -132,8 +140,10 @@ int		 dlist_print_astring(struct prot *out, const char *s, size_t len,
 void		 dlist_free(struct dlist *);
 
 /* Building.  Each new* function appends a child to parent (if parent is
- * not NULL) and returns it; key may be NULL for list items.  They never
- * fail except on memory exhaustion, which aborts (xmalloc). */
+ * not NULL and not a file literal, which has no children) and returns it;
+ * key may be NULL for list items.  They never fail except on memory
+ * exhaustion, which aborts (xmalloc); a string of 4 GB or more, which
+ * no peer would accept (DLIST_MAX_LITERAL), counts as that too. */
 struct dlist	*dlist_newlist(struct dlist *parent, const char *key);
 struct dlist	*dlist_newkvlist(struct dlist *parent, const char *key);
 struct dlist	*dlist_setnil(struct dlist *parent, const char *key);
@@ -148,8 +158,12 @@ struct dlist	*dlist_sethex64(struct dlist *parent, const char *key, uint64_t);
 struct dlist	*dlist_setguid(struct dlist *parent, const char *key, const char *guid);
 struct dlist	*dlist_setfile(struct dlist *parent, const char *key,
 		    const char *part, const char *guid, uint64_t size, const char *path);
-/* Move child (already unlinked, e.g. freshly built) under parent. */
+/* Move child (already unlinked, e.g. freshly built) under parent (not a
+ * file literal). */
 void		 dlist_stitch(struct dlist *parent, struct dlist *child);
+/* Give d, which must not be linked in a parent, the key key (a copy; NULL
+ * for none).  The node may move: use the returned pointer, not d. */
+struct dlist	*dlist_setkey(struct dlist *d, const char *key);
 
 /* Access.  dlist_child finds a direct child by key (exact, case-sensitive).
  * The get* functions return 0 on success, -1 when the key is absent or the

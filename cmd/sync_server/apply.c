@@ -323,7 +323,7 @@ apply_parse_flags(const struct dlist *list, struct store_record *r)
 	if (list == NULL || list->kind != DL_LIST)
 		return -1;
 	for (it = list->head; it != NULL; it = it->next)
-		if (it->s != NULL && memchr(it->s, '\0', it->len) != NULL)
+		if (memchr(it->s, '\0', it->len) != NULL)
 			return -1;
 	if (mbdl_parse_flags(list, &r->sysflags, &kw, err, sizeof(err)) == -1)
 		return -1;

@@ -393,6 +393,135 @@ test_parse(void)
 		printf("#   error: %s\n", err);
 }
 
+/* The strings live inside the node: the key right after the value. */
+static int
+inside(const struct dlist *d)
+{
+	if (d->s[d->len] != '\0')
+		return 0;
+	return d->key == NULL || d->key == d->s + d->len + 1;
+}
+
+/*
+ * Nodes hold their strings: keys and values of every length and kind,
+ * the parse buffers reused from one value to the next and a big string
+ * becoming its node, and a new key given to a built node.
+ */
+static void
+test_nodes(void)
+{
+	static const char nested[] = "LONGKEYLONGKEY %(K1 v1 LONGERKEY2 "
+	    "%(K3 ( a b ) K4 NIL) K5 \\Seen)\r\n";
+	static const char tail[] = " v C {3}\r\nx\0y D \"q\")\r\n";
+	struct dlist *d, *c, *l, *f;
+	char err[256], *buf, *s;
+	const char *a;
+	size_t big = 200000, i, n, len;
+	int good;
+
+	roundtrip("X %(A %(BBBBBBBBBBBBBBBBBBBB x CCC (y zzzzzzzzzzzzzzzzzzzzz "
+	    "\\Seen NIL \"\")) DDDD \\Flagged E NIL F {3+}\r\na\"b G ())",
+	    1, 1, NULL);
+	ok(dlist_parse_buf(nested, sizeof(nested) - 1, 1, &d, err,
+	    sizeof(err)) == 0, "nested kvlists parse: %s", err);
+	if (d != NULL) {
+		c = dlist_child(d, "LONGERKEY2");
+		ok(inside(d) && strcmp(d->key, "LONGKEYLONGKEY") == 0 &&
+		    d->len == 0 && d->s[0] == '\0', "kvlist node: key inside");
+		ok(c != NULL && c->kind == DL_KVLIST && c->nchild == 2 &&
+		    inside(c), "inner kvlist and its key");
+		ok(dlist_getatom(d, "K1", &a) == 0 && strcmp(a, "v1") == 0 &&
+		    inside(dlist_child(d, "K1")), "string node: value, key");
+		c = dlist_child(c, "K4");
+		ok(c != NULL && c->kind == DL_NIL && strcmp(c->key, "K4") == 0 &&
+		    inside(c) && strcmp(dlist_cstring(c), "") == 0,
+		    "NIL node: key, empty string");
+		c = dlist_child(d, "K5");
+		ok(c != NULL && c->kind == DL_FLAG &&
+		    strcmp(c->s, "\\Seen") == 0 && inside(c), "flag node");
+		dlist_free(d);
+	}
+
+	/* A value and a key longer than the reused buffers, then short
+	 * ones again: every string must come out as it went in. */
+	n = 0;
+	buf = malloc(2 * big + 200);
+	n += (size_t)sprintf(buf + n, "X %%(A {%zu}\r\n", big);
+	for (i = 0; i < big; i++)
+		buf[n++] = (char)('a' + i % 26);
+	n += (size_t)sprintf(buf + n, " B short {%zu+}\r\n", big);
+	for (i = 0; i < big; i++)
+		buf[n++] = (char)('A' + i % 26);
+	memcpy(buf + n, tail, sizeof(tail) - 1);
+	n += sizeof(tail) - 1;
+	ok(dlist_parse_buf(buf, n, 1, &d, err, sizeof(err)) == 0,
+	    "big value and big key parse: %s", err);
+	if (d != NULL) {
+		c = dlist_child(d, "A");
+		good = c != NULL && c->len == big && inside(c);
+		for (i = 0; good && i < big; i++)
+			good = c->s[i] == (char)('a' + i % 26);
+		ok(good, "big value kept byte for byte");
+		ok(dlist_getatom(d, "B", &a) == 0 && strcmp(a, "short") == 0,
+		    "short value after a big one");
+		c = d->head->next->next;
+		good = c != NULL && c->key != NULL &&
+		    strlen(c->key) == big && inside(c) &&
+		    strcmp(c->s, "v") == 0;
+		for (i = 0; good && i < big; i++)
+			good = c->key[i] == (char)('A' + i % 26);
+		ok(good, "big key kept byte for byte");
+		ok(dlist_getmap(d, "C", &a, &len) == 0 && len == 3 &&
+		    memcmp(a, "x\0y", 4) == 0, "literal with NUL after them");
+		ok(dlist_getatom(d, "D", &a) == 0 && strcmp(a, "q") == 0 &&
+		    d->nchild == 5, "last value");
+		s = pr(d, 1, 1, &len);
+		ok(len == n - 2 && memcmp(s, buf, 11) == 0,
+		    "big value reprinted at its length");
+		free(s);
+		dlist_free(d);
+	}
+	free(buf);
+
+	/* Built nodes. */
+	l = dlist_newkvlist(NULL, NULL);
+	ok(l->key == NULL && inside(l), "built kvlist without key");
+	c = dlist_setflag(l, "F", NULL);
+	ok(c->kind == DL_FLAG && c->len == 0 && inside(c), "NULL flag is \"\"");
+	c = dlist_setmap(l, "M", "a\0b", 3);
+	ok(c->len == 3 && memcmp(c->s, "a\0b", 4) == 0 && inside(c) &&
+	    strcmp(c->key, "M") == 0, "setmap keeps NUL, key after it");
+	f = dlist_setfile(l, "FILE", "default", G1, 5, "/nonexistent");
+	c = dlist_newlist(f, "NOT");
+	ok(f->file != NULL && f->head == NULL && f->nchild == 0 &&
+	    c->next == NULL && strcmp(f->file->part, "default") == 0,
+	    "a file literal takes no child");
+	dlist_free(c);
+	l = dlist_setkey(l, "APPLY-THIS-LONGER-KEY");
+	ok(strcmp(l->key, "APPLY-THIS-LONGER-KEY") == 0 && inside(l) &&
+	    l->nchild == 3, "setkey: longer key, children kept");
+	l = dlist_setkey(l, l->key + 6);
+	ok(strcmp(l->key, "THIS-LONGER-KEY") == 0 && inside(l),
+	    "setkey: part of its own key");
+	s = dlist_tostring(l, 1, 1, NULL);
+	is_str(s, "THIS-LONGER-KEY %(F  M {3+}\r\na\0b FILE "
+	    "%{default " G1 " 5})", "setkey: prints with the new key");
+	free(s);
+	l = dlist_setkey(l, NULL);
+	ok(l->key == NULL, "setkey: no key");
+	dlist_free(l);
+	d = dlist_setatom(NULL, "K", "value");
+	d = dlist_setkey(d, "KEY");
+	ok(strcmp(d->key, "KEY") == 0 && strcmp(d->s, "value") == 0 &&
+	    inside(d), "setkey on a string");
+	dlist_free(d);
+	d = dlist_setfile(NULL, NULL, "p", G1, 1, "/x");
+	d = dlist_setkey(d, "MESSAGE");
+	ok(strcmp(d->key, "MESSAGE") == 0 && d->file->size == 1 &&
+	    strcmp(d->file->path, "/x") == 0, "setkey on a file literal");
+	dlist_free(d);
+}
+
 static void
 test_malformed(void)
 {
@@ -736,6 +865,7 @@ main(void)
 	test_write_values();
 	test_write_file();
 	test_parse();
+	test_nodes();
 	test_malformed();
 	test_file_sink();
 	test_eatline();
