@@ -35,6 +35,9 @@
 /* libsasl2 takes every callback as int (*)(void). */
 #define CS_CB(f)	((int (*)(void))(void (*)(void))(f))
 
+static void	cs_seterr(struct csync *, enum csync_err, const char *, ...)
+		    __attribute__((__format__(__printf__, 3, 4)));
+
 static void
 cs_seterr(struct csync *c, enum csync_err cls, const char *fmt, ...)
 {
@@ -57,11 +60,29 @@ cs_readerr(struct csync *c, const char *what, ssize_t n)
 
 	if (n == -2)
 		cs_seterr(c, CSYNC_PROTOCOL, "%s: line too long", what);
-	else if (strcmp(e, "timeout") == 0)
+	else if (prot_timedout(c->p))
 		cs_seterr(c, CSYNC_TIMEOUT, "%s: timeout", what);
 	else
 		cs_seterr(c, CSYNC_UNREACHABLE, "%s: %s", what,
 		    e[0] ? e : "connection closed");
+}
+
+/*
+ * A failed write on the connection, classed: a peer that stopped
+ * reading for longer than the timeout is a timeout; anything else (the
+ * peer went away) makes it unreachable.
+ */
+static void
+cs_writeerr(struct csync *c)
+{
+	const char *e = prot_error(c->p);
+
+	if (prot_timedout(c->p))
+		cs_seterr(c, CSYNC_TIMEOUT, "write timed out after %d "
+		    "seconds (the peer stopped reading)", c->timeout);
+	else
+		cs_seterr(c, CSYNC_UNREACHABLE, "write: %s",
+		    e[0] ? e : "failed");
 }
 
 /* Split "host:port", "[v6]:port", "host" into parts. */
@@ -286,7 +307,7 @@ cs_status(struct csync *c, const struct csync_opts *o, char *line, size_t size)
 	ssize_t n;
 
 	if (prot_flush(c->p) == -1) {
-		cs_seterr(c, CSYNC_UNREACHABLE, "write: %s", prot_error(c->p));
+		cs_writeerr(c);
 		return -1;
 	}
 	n = prot_readline(c->p, line, size);
@@ -687,19 +708,20 @@ csync_close(struct csync *c)
 int
 csync_send(struct csync *c, const char *verb, const struct dlist *d)
 {
-	if (prot_puts(c->p, verb) == -1)
+	if (prot_puts(c->p, verb) == -1 || (d != NULL &&
+	    (prot_puts(c->p, " ") == -1 || dlist_print(d, 1, c->p, 1) == -1)) ||
+	    prot_puts(c->p, "\r\n") == -1) {
+		cs_writeerr(c);
 		return -1;
-	if (d != NULL && (prot_puts(c->p, " ") == -1 ||
-	    dlist_print(d, 1, c->p, 1) == -1))
-		return -1;
-	return prot_puts(c->p, "\r\n");
+	}
+	return 0;
 }
 
 int
 csync_flush(struct csync *c)
 {
 	if (prot_flush(c->p) == -1) {
-		cs_seterr(c, CSYNC_UNREACHABLE, "write: %s", prot_error(c->p));
+		cs_writeerr(c);
 		return -1;
 	}
 	return 0;
@@ -751,8 +773,7 @@ csync_read_reply(struct csync *c, struct csync_reply *r,
 					dlist_free(d);
 				/* A timeout or a closed connection in the
 				 * middle of a line is not a parse error. */
-				if (strcmp(prot_error(c->p), "timeout") == 0 ||
-				    prot_eof(c->p))
+				if (prot_timedout(c->p) || prot_eof(c->p))
 					cs_readerr(c, "reading reply", -1);
 				else
 					cs_seterr(c, CSYNC_PROTOCOL,
@@ -824,10 +845,8 @@ csync_call(struct csync *c, const char *verb, const struct dlist *d,
 {
 	/* Callers clear *r whatever happened, a failed send included. */
 	memset(r, 0, sizeof(*r));
-	if (csync_send(c, verb, d) == -1) {
-		cs_seterr(c, CSYNC_UNREACHABLE, "write: %s", prot_error(c->p));
+	if (csync_send(c, verb, d) == -1)
 		return -1;
-	}
 	if (csync_read_reply(c, r, sink) == -1)
 		return -1;
 	return strcmp(r->status, "OK") == 0 ? 0 : -1;

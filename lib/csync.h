@@ -144,17 +144,22 @@ struct csync	*csync_open(const struct csync_opts *, char *err, size_t errlen,
  */
 void		 csync_close(struct csync *);
 
-/* Write one command: "VERB" or "VERB SP value" (value printed with its
- * key).  Buffered: call csync_flush() or csync_read_reply() to send. */
+/*
+ * Write one command: "VERB" or "VERB SP value" (value printed with its
+ * key).  Buffered: call csync_flush() or csync_read_reply() to send.
+ * Both return 0, or -1 with err and errclass set: CSYNC_TIMEOUT when a
+ * write waited longer than the timeout for the peer to read,
+ * CSYNC_UNREACHABLE for any other write error.
+ */
 int		 csync_send(struct csync *, const char *verb, const struct dlist *);
 int		 csync_flush(struct csync *);
 /*
  * Read one reply.  Data lines are parsed (file literals to sink, which
  * may be NULL to drop their bytes); returns 0 when a status line was
  * read (check r->status), -1 on a transport or parse error (errclass
- * CSYNC_TIMEOUT when a read timed out, CSYNC_UNREACHABLE when the
- * connection closed, CSYNC_PROTOCOL for what cannot be parsed or a
- * reply longer than reply_max).
+ * CSYNC_TIMEOUT when a read, or the flush of what was sent, timed out,
+ * CSYNC_UNREACHABLE when the connection closed, CSYNC_PROTOCOL for what
+ * cannot be parsed or a reply longer than reply_max).
  */
 struct dlist_sink;
 int		 csync_read_reply(struct csync *, struct csync_reply *,

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -62,6 +63,7 @@ struct prot {
 
 	uint64_t	 nin, nout;
 	char		 err[256];
+	int		 timedout;	/* err is a timeout */
 };
 
 static void
@@ -76,6 +78,7 @@ prot_seterr(struct prot *p, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(p->err, sizeof(p->err), fmt, ap);
 	va_end(ap);
+	p->timedout = 0;
 }
 
 static void
@@ -239,19 +242,28 @@ prot_settimeout(struct prot *p, int seconds)
 
 /*
  * Wait until fd is ready for events (POLLIN or POLLOUT): at most the
- * stream's timeout, or for ever with forever set and no timeout.  Returns
- * 1 when ready (at once without a timeout unless forever), -1 on timeout
- * ("timeout") or error (message set).
+ * stream's timeout, or for ever with forever set and no timeout.  A
+ * signal does not restart the wait: what is left of the timeout is
+ * waited for.  Returns 1 when ready (at once without a timeout unless
+ * forever), -1 on timeout ("timeout", prot_timedout() true) or error
+ * (message set).
  */
 static int
 prot_poll(struct prot *p, int fd, short events, int forever)
 {
 	struct pollfd pfd;
+	struct timespec now, deadline;
+	long long left;
 	int r, ms;
 
-	if (p->timeout > 0)
+	if (p->timeout > 0) {
+		if (clock_gettime(CLOCK_MONOTONIC, &deadline) == -1) {
+			prot_seterr(p, "clock_gettime: %s", strerror(errno));
+			return -1;
+		}
+		deadline.tv_sec += p->timeout;
 		ms = p->timeout * 1000;
-	else if (forever)
+	} else if (forever)
 		ms = -1;
 	else
 		return 1;
@@ -262,15 +274,28 @@ prot_poll(struct prot *p, int fd, short events, int forever)
 		r = poll(&pfd, 1, ms);
 		if (r > 0)
 			return 1;
-		if (r == 0) {
-			prot_seterr(p, "timeout");
-			return -1;
-		}
+		if (r == 0)
+			break;
 		if (errno != EINTR) {
 			prot_seterr(p, "poll: %s", strerror(errno));
 			return -1;
 		}
+		if (ms < 0)
+			continue;
+		if (clock_gettime(CLOCK_MONOTONIC, &now) == -1) {
+			prot_seterr(p, "clock_gettime: %s", strerror(errno));
+			return -1;
+		}
+		left = (long long)(deadline.tv_sec - now.tv_sec) *
+		    1000000000LL + (deadline.tv_nsec - now.tv_nsec);
+		if (left <= 0)
+			break;
+		/* Rounded up: the wait must not end early. */
+		ms = (int)((left + 999999) / 1000000);
 	}
+	prot_seterr(p, "timeout");
+	p->timedout = 1;
+	return -1;
 }
 
 /*
@@ -374,6 +399,10 @@ prot_rawwrite(struct prot *p, const void *buf, size_t n)
 				e = SSL_get_error(p->ssl, (int)r);
 				if (e == SSL_ERROR_SYSCALL && errno == EINTR)
 					continue;
+				/* The socket's send timeout ran out. */
+				if (e == SSL_ERROR_SYSCALL &&
+				    (errno == EAGAIN || errno == EWOULDBLOCK))
+					e = SSL_ERROR_WANT_WRITE;
 				if (e == SSL_ERROR_WANT_WRITE ||
 				    e == SSL_ERROR_WANT_READ) {
 					/* The same call is retried once the
@@ -970,4 +999,10 @@ const char *
 prot_error(const struct prot *p)
 {
 	return p->err;
+}
+
+int
+prot_timedout(const struct prot *p)
+{
+	return p->timedout;
 }

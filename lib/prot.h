@@ -39,8 +39,8 @@ const char	*prot_membuf(struct prot *, size_t *lenp);
 
 /* Timeout in seconds for the fd stream (0 = none): a read that waits
  * that long for a byte, or a write that waits that long for room (a peer
- * that stopped reading), fails with the error "timeout".  On a socket
- * this also sets SO_SNDTIMEO. */
+ * that stopped reading), fails with the error "timeout" and
+ * prot_timedout() true.  On a socket this also sets SO_SNDTIMEO. */
 void		 prot_settimeout(struct prot *, int seconds);
 
 /* Start TLS on the stream.  Any bytes already buffered for reading are
@@ -89,5 +89,8 @@ uint64_t	 prot_bytes_out(const struct prot *);
 
 /* The last error, as text ("" if none). */
 const char	*prot_error(const struct prot *);
+/* True when the last error is a timeout (reading or writing), so a
+ * caller can tell a stalled peer from one that went away. */
+int		 prot_timedout(const struct prot *);
 
 #endif

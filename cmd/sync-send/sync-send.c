@@ -54,7 +54,6 @@
 /* Exit statuses (see EXIT STATUS in the man page). */
 #define EXIT_OK			CSYNC_EXIT_OK
 #define EXIT_FAILED		CSYNC_EXIT_FAILED
-#define EXIT_UNREACHABLE	CSYNC_EXIT_UNREACHABLE
 #define EXIT_IOERR		CSYNC_EXIT_IOERR
 #define EXIT_TEMP		CSYNC_EXIT_TEMP
 #define EXIT_PROTOCOL		CSYNC_EXIT_PROTOCOL
@@ -406,9 +405,9 @@ send_cmd(struct sender *sd, const char *verb, const struct dlist *d)
 		free(s);
 	}
 	if (csync_send(sd->cs, verb, d) == -1) {
-		warnx_("sending: %s", sd->cs->err[0] ? sd->cs->err :
-		    "write failed");
-		set_fatal(sd, EXIT_UNREACHABLE);
+		/* A replica that stopped reading is a timeout (75). */
+		warnx_("sending: %s", sd->cs->err);
+		set_fatal(sd, csync_exit_status(sd->cs->errclass));
 		return -1;
 	}
 	ni = reallocarray(sd->inflight, sd->ninflight + 1, sizeof(*ni));
@@ -437,7 +436,7 @@ do_reserve(struct sender *sd, const struct dlist *d)
 		const struct dlist *ml = dlist_child(d, "MBOXNAME");
 
 		fprintf(stderr, "C APPLY RESERVE (%zu mailboxes, %zu GUIDs)\n",
-		    ml ? ml->nchild : 0, gl ? gl->nchild : 0);
+		    ml ? (size_t)ml->nchild : 0, nguids);
 	}
 	if (csync_call(sd->cs, "APPLY", d, &r, NULL) == -1 &&
 	    r.status[0] == '\0') {
@@ -473,7 +472,7 @@ do_reserve(struct sender *sd, const struct dlist *d)
 			continue;
 		if (sd->o->verbose > 1)
 			fprintf(stderr, "S * MISSING (%zu GUIDs)\n",
-			    m->nchild);
+			    (size_t)m->nchild);
 		for (g = m->head; g != NULL; g = g->next) {
 			guid_normalise(g->s, guid);
 			gs_add(&sd->missing, guid);
@@ -651,7 +650,8 @@ fetch_bodies(struct sender *sd, struct msgref *refs, size_t n)
 			if (csync_send(sd->src, "GET", kv) == -1) {
 				dlist_free(kv);
 				warnx_("source: %s", sd->src->err);
-				sd->fatal = EXIT_UNREACHABLE;
+				sd->fatal = csync_exit_status(
+				    sd->src->errclass);
 				return;
 			}
 			dlist_free(kv);
@@ -1041,23 +1041,26 @@ copyback_fetch(struct sender *sd, const struct copyback *cb, const char *part)
 	struct dlist_sink sink = { cbsink_open, cbsink_write, cbsink_close,
 	    &c };
 	struct csync_reply r;
+	struct guidset seen;
+	char guid[41];
 	size_t i, j, k, *want, nwant = 0;
 	int rc = 0;
 
 	if ((want = calloc(cb->nrecs + 1, sizeof(*want))) == NULL)
 		return -1;
+	memset(&seen, 0, sizeof(seen));
 	for (i = 0; i < cb->nrecs; i++) {
 		if ((cb->recs[i].sysflags & SF_EXPUNGED) ||
 		    store_body_exists(sd->store, part, cb->recs[i].guid) == 1)
 			continue;
 		/* One fetch per body, however many records share it. */
-		for (j = 0; j < nwant; j++)
-			if (strcasecmp(cb->recs[want[j]].guid,
-			    cb->recs[i].guid) == 0)
-				break;
-		if (j == nwant)
-			want[nwant++] = i;
+		guid_normalise(cb->recs[i].guid, guid);
+		if (gs_has(&seen, guid))
+			continue;
+		gs_add(&seen, guid);
+		want[nwant++] = i;
 	}
+	free(seen.v);
 	if (nwant == 0) {
 		free(want);
 		return 0;
@@ -1083,7 +1086,8 @@ copyback_fetch(struct sender *sd, const struct copyback *cb, const char *part)
 			if (csync_send(sd->cs, "GET", kv) == -1) {
 				dlist_free(kv);
 				warnx_("GET FETCH: %s", sd->cs->err);
-				set_fatal(sd, EXIT_UNREACHABLE);
+				set_fatal(sd, csync_exit_status(
+				    sd->cs->errclass));
 				rc = -1;
 				goto out;
 			}
@@ -1341,15 +1345,55 @@ outrec_cmp(const void *a, const void *b)
 	return x->uid < y->uid ? -1 : x->uid > y->uid;
 }
 
-static struct store_record *
-outrec_find(struct store_record *v, size_t n, uint32_t uid)
+/*
+ * The merged records by UID: an open-addressed table of indexes into
+ * the vector (1 + index; 0 is a free slot), at most half full.
+ */
+struct outrec_ix {
+	struct store_record	*v;
+	size_t			*slot;
+	size_t			 mask;
+};
+
+static int
+outrec_ix_init(struct outrec_ix *ix, struct store_record *v, size_t cap)
+{
+	size_t size = 16;
+
+	while (size < cap * 2)
+		size *= 2;
+	ix->v = v;
+	ix->mask = size - 1;
+	return (ix->slot = calloc(size, sizeof(*ix->slot))) == NULL ? -1 : 0;
+}
+
+static size_t
+outrec_ix_pos(const struct outrec_ix *ix, uint32_t uid)
 {
 	size_t i;
 
-	for (i = 0; i < n; i++)
-		if (v[i].uid == uid)
-			return &v[i];
-	return NULL;
+	for (i = (uid * 2654435761u) & ix->mask; ix->slot[i] != 0 &&
+	    ix->v[ix->slot[i] - 1].uid != uid; i = (i + 1) & ix->mask)
+		;
+	return i;
+}
+
+/* v[k] is in the vector under its UID (the first one found wins). */
+static void
+outrec_ix_add(struct outrec_ix *ix, size_t k)
+{
+	size_t i = outrec_ix_pos(ix, ix->v[k].uid);
+
+	if (ix->slot[i] == 0)
+		ix->slot[i] = k + 1;
+}
+
+static struct store_record *
+outrec_find(const struct outrec_ix *ix, uint32_t uid)
+{
+	size_t i = outrec_ix_pos(ix, uid);
+
+	return ix->slot[i] == 0 ? NULL : &ix->v[ix->slot[i] - 1];
 }
 
 static void
@@ -1378,6 +1422,7 @@ copyback_merge(struct sender *sd, const struct copyback *cb,
     struct store_record **out, size_t *nout, size_t *nnew)
 {
 	struct store_record *v, *o;
+	struct outrec_ix ix;
 	const struct dlist *d;
 	size_t n = 0, cap, i;
 	uint32_t last_uid, first_last_uid, uid;
@@ -1391,8 +1436,15 @@ copyback_merge(struct sender *sd, const struct copyback *cb,
 		snprintf(sd->cberr, sizeof(sd->cberr), "out of memory");
 		return -1;
 	}
-	for (i = 0; i < nsrc; i++)
-		v[n++] = src[i];
+	if (outrec_ix_init(&ix, v, cap) == -1) {
+		free(v);
+		snprintf(sd->cberr, sizeof(sd->cberr), "out of memory");
+		return -1;
+	}
+	for (i = 0; i < nsrc; i++) {
+		v[n] = src[i];
+		outrec_ix_add(&ix, n++);
+	}
 	ms = mb->highestmodseq > cb->rhms ? mb->highestmodseq : cb->rhms;
 	first_last_uid = mb->last_uid;
 	last_uid = mb->last_uid > cb->rlast_uid ? mb->last_uid : cb->rlast_uid;
@@ -1402,13 +1454,14 @@ copyback_merge(struct sender *sd, const struct copyback *cb,
 	for (i = 0; i < cb->nrecs; i++) {
 		if (cb->recs[i].uid <= first_last_uid)
 			continue;
-		if (outrec_find(v, n, cb->recs[i].uid) != NULL) {
+		if (outrec_find(&ix, cb->recs[i].uid) != NULL) {
 			snprintf(sd->cberr, sizeof(sd->cberr), "UID %" PRIu32
 			    " is taken on the master", cb->recs[i].uid);
 			goto fail;
 		}
 		v[n] = cb->recs[i];
-		v[n++].modseq = ++ms;
+		v[n].modseq = ++ms;
+		outrec_ix_add(&ix, n++);
 		(*nnew)++;
 	}
 	for (i = 0; i < cb->nrecs; i++) {
@@ -1418,13 +1471,14 @@ copyback_merge(struct sender *sd, const struct copyback *cb,
 			goto full;
 		v[n] = cb->recs[i];
 		v[n].uid = ++last_uid;
-		v[n++].modseq = ++ms;
+		v[n].modseq = ++ms;
+		outrec_ix_add(&ix, n++);
 		(*nnew)++;
 	}
 	for (d = cb->renumber ? cb->renumber->head : NULL; d != NULL;
 	    d = d->next) {
 		dlist_tonum32(d, &uid);
-		if ((o = outrec_find(v, n, uid)) == NULL ||
+		if ((o = outrec_find(&ix, uid)) == NULL ||
 		    (o->sysflags & SF_EXPUNGED))
 			continue;
 		if (last_uid == UINT32_MAX)
@@ -1432,7 +1486,8 @@ copyback_merge(struct sender *sd, const struct copyback *cb,
 		/* The copy under a new UID, then the old one expunged. */
 		v[n] = *o;
 		v[n].uid = ++last_uid;
-		v[n++].modseq = ++ms;
+		v[n].modseq = ++ms;
+		outrec_ix_add(&ix, n++);
 		o->sysflags |= SF_EXPUNGED;
 		o->last_updated = now;
 		o->modseq = ++ms;
@@ -1440,7 +1495,7 @@ copyback_merge(struct sender *sd, const struct copyback *cb,
 	for (i = 0; i < cb->nflags; i++) {
 		const struct store_record *fr = &cb->flags[i];
 
-		if ((o = outrec_find(v, n, fr->uid)) == NULL ||
+		if ((o = outrec_find(&ix, fr->uid)) == NULL ||
 		    strcasecmp(o->guid, fr->guid) != 0)
 			continue;
 		if (fr->sysflags & SF_EXPUNGED)
@@ -1455,7 +1510,7 @@ copyback_merge(struct sender *sd, const struct copyback *cb,
 	}
 	for (d = cb->bump ? cb->bump->head : NULL; d != NULL; d = d->next) {
 		dlist_tonum32(d, &uid);
-		if ((o = outrec_find(v, n, uid)) != NULL)
+		if ((o = outrec_find(&ix, uid)) != NULL)
 			o->modseq = ++ms;
 	}
 	/* Ahead of the replica on every count the replica checks. */
@@ -1467,6 +1522,7 @@ copyback_merge(struct sender *sd, const struct copyback *cb,
 		mb->uidvalidity = cb->ruidvalidity;
 	if (*nnew > 0)
 		mb->last_appenddate = now;
+	free(ix.slot);
 	if (n > 1)
 		qsort(v, n, sizeof(*v), outrec_cmp);
 	*out = v;
@@ -1475,6 +1531,7 @@ copyback_merge(struct sender *sd, const struct copyback *cb,
 full:
 	snprintf(sd->cberr, sizeof(sd->cberr), "no UIDs left");
 fail:
+	free(ix.slot);
 	free(v);
 	return -1;
 }
@@ -1581,7 +1638,8 @@ copyback_upload(struct sender *sd, const struct copyback *cb,
 			if (csync_send(sd->cs, "GET", f) == -1) {
 				dlist_free(f);
 				warnx_("GET FETCH: %s", sd->cs->err);
-				set_fatal(sd, EXIT_UNREACHABLE);
+				set_fatal(sd, csync_exit_status(
+				    sd->cs->errclass));
 				goto out;
 			}
 			dlist_free(f);
@@ -2212,8 +2270,7 @@ apply_plan(struct sender *sd, struct prot *in)
 			sd->fatal = EXIT_PROTOCOL;
 			break;
 		}
-		free(d->key);
-		d->key = strdup(key);
+		d = dlist_setkey(d, key);
 		if (strcmp(word, "MASTER") == 0) {
 			/* A change to the master's own store, never sent. */
 			if (strcmp(key, "COPYBACK") == 0)
