@@ -285,7 +285,6 @@ struct store {
 	sqlite3_stmt		*stmt[Q__COUNT];
 	int			 intxn;
 	int			 synclog;
-	int			 logquiet;	/* suppress per-mailbox lines */
 	struct store_log	 log;
 	/* The last partition looked up, and its directory (conf's string). */
 	char			 partname[128];
@@ -601,8 +600,6 @@ store_log_add(struct store *s, const char *type, const char *a1,
 static int
 store_log_mailbox(struct store *s, const char *name)
 {
-	if (s->logquiet)
-		return 0;
 	return store_log_add(s, "MAILBOX", name, NULL);
 }
 
@@ -1244,7 +1241,14 @@ store_mailbox_delete(struct store *s, int64_t id, int tombstone)
 		if (store_step_done(s, st, "tombstone") == -1)
 			goto out;
 	}
-	rc = s->logquiet ? 0 : store_log_add(s, "UNMAILBOX", mb.name, NULL);
+	/*
+	 * As Cyrus logs a real deletion: UNMAILBOX, then MAILBOX for the
+	 * name as the deleted mailbox is let go.
+	 */
+	if (store_log_add(s, "UNMAILBOX", mb.name, NULL) == -1 ||
+	    store_log_mailbox(s, mb.name) == -1)
+		goto out;
+	rc = 0;
 out:
 	free(owner);
 	store_mailbox_clear(&mb);
@@ -2066,8 +2070,6 @@ store_record_put(struct store *s, int64_t mbid, const struct store_record *r)
 		if (store_step_done(s, st, "update CRCs") == -1)
 			return -1;
 	}
-	if (s->logquiet)
-		return 0;
 	return store_log_add(s, isnew ? "APPEND" : "MAILBOX", h.name, NULL);
 }
 
@@ -2252,12 +2254,13 @@ enum { ING_OPEN, ING_CLOSED, ING_FAILED, ING_DONE };
 struct store_ingest_file {
 	char		 partition[128];
 	char		 guid[41];
-	char		 tmp[4096];
 	uint64_t	 size, written;
 	EVP_MD_CTX	*md;
 	size_t		 idx;		/* position in the batch */
+	size_t		 tmpsize;
 	int		 fd;
 	int		 state;
+	char		 tmp[];		/* the staging file; "" once placed */
 };
 
 struct store_ingest {
@@ -2327,6 +2330,7 @@ store_ingest_open(struct store_ingest *ig, const char *partition,
 	struct store_ingest_file *f;
 	char stage[4096];
 	const char *dir;
+	size_t tmpsize;
 	int tries;
 
 	if ((dir = store_partdir(s, partition)) == NULL)
@@ -2354,10 +2358,16 @@ store_ingest_open(struct store_ingest *ig, const char *partition,
 		ig->files = nf;
 		ig->cap = ncap;
 	}
-	if ((f = calloc(1, sizeof(*f))) == NULL) {
+	/*
+	 * Sized for the staging name only: a batch holds thousands of
+	 * these, and their memory is touched on every allocation.
+	 */
+	tmpsize = strlen(stage) + 1 + 40 + 2 * (1 + 20) + 1;
+	if ((f = calloc(1, sizeof(*f) + tmpsize)) == NULL) {
 		store_nomem(s);
 		return NULL;
 	}
+	f->tmpsize = tmpsize;
 	f->fd = -1;
 	f->size = size;
 	f->state = ING_FAILED;
@@ -2370,7 +2380,7 @@ store_ingest_open(struct store_ingest *ig, const char *partition,
 	 * would narrow it.
 	 */
 	for (tries = 0; tries < 100; tries++) {
-		if (store_fmt(s, f->tmp, sizeof(f->tmp), "%s/%s.%ld.%u",
+		if (store_fmt(s, f->tmp, f->tmpsize, "%s/%s.%ld.%u",
 		    stage, f->guid, ig->pid, ig->seq++) == -1) {
 			free(f);
 			return NULL;
@@ -3418,7 +3428,8 @@ store_user_foreach(struct store *s, store_name_cb cb, void *arg)
 /*
  * Remove everything of a user: mailboxes (leaving tombstones), seen,
  * subscriptions, sieve scripts, quota roots at or under the INBOX and
- * the modseq counter.  Logged as one UNUSER event.
+ * the modseq counter.  Logged as Cyrus logs it: each mailbox's deletion
+ * (UNMAILBOX and MAILBOX), then UNUSER.
  */
 int
 store_user_delete(struct store *s, const char *userid)
@@ -3427,7 +3438,7 @@ store_user_delete(struct store *s, const char *userid)
 	char sub[MAX_MAILBOX_NAME + 8], subend[MAX_MAILBOX_NAME + 8];
 	char *inbox = NULL;
 	size_t i;
-	int rc = -1, quiet = s->logquiet;
+	int rc = -1;
 
 	if (store_need_txn(s) == -1 || store_check_userid(s, userid) == -1)
 		return -1;
@@ -3448,8 +3459,6 @@ store_user_delete(struct store *s, const char *userid)
 			store_nomem(s);
 		goto out;
 	}
-	/* The UNUSER line covers every mailbox. */
-	s->logquiet = 1;
 	for (i = 0; i < l.n; i++)
 		if (store_mailbox_delete(s, l.ids[i], 1) == -1)
 			goto out;
@@ -3464,10 +3473,8 @@ store_user_delete(struct store *s, const char *userid)
 	    store_user_exec(s, "DELETE FROM quotas WHERE root = ?1 OR "
 	    "(root >= ?2 AND root < ?3)", inbox, sub, subend) == -1)
 		goto out;
-	s->logquiet = quiet;
 	rc = store_log_add(s, "UNUSER", userid, NULL);
 out:
-	s->logquiet = quiet;
 	free(l.ids);
 	free(inbox);
 	return rc;

@@ -242,6 +242,86 @@ nbodies() {
 	grep -qx "SUB alice user.alice" "$T/conf/sync/log"
 }
 
+# Every verb that changes something, on the store of the previous cases,
+# and the exact lines it appends to the sync log: those Cyrus 3.6 writes
+# for the same change (recorded from a real Cyrus master), each distinct
+# line once (Cyrus repeats some, e.g. MAILBOX after an IMAP STORE; a
+# reader coalesces them).  "@ALICE@" stands for user.alice's uniqueid.
+# Known differences, by design: Cyrus also logs MAILBOX for a mailbox in
+# which another user's \Seen changed (it bumps the records' modseqs; the
+# store keeps that user's seen state only), and logs only QUOTA when a
+# quota root is removed (the store also logs the mailboxes whose quota
+# root changed, so that a replica learns their new one).
+synclog_cases() {
+	cat <<-'EOF'
+	create user.alice|MAILBOX user.alice
+	create user.alice.Sent --specialuse '\Sent'|MAILBOX user.alice.Sent
+	create user.alice.Plain|MAILBOX user.alice.Plain
+	create user.alice.Plain.Child|MAILBOX user.alice.Plain.Child
+	create user.bob|MAILBOX user.bob
+	create user.bob.Trash|MAILBOX user.bob.Trash
+	create "shared.My Folder"|MAILBOX "shared.My Folder"
+	deliver user.alice|APPEND user.alice;MAILBOX user.alice
+	deliver user.alice @FILES@|APPEND user.alice;MAILBOX user.alice
+	flag user.alice 1:2 '\Flagged' '$Work'|MAILBOX user.alice
+	unflag user.alice 1 '\Flagged'|MAILBOX user.alice
+	expunge user.alice 2|MAILBOX user.alice
+	rename user.alice.Plain user.alice.Moved|RENAME user.alice.Plain user.alice.Moved;MAILBOX user.alice.Plain;MAILBOX user.alice.Moved;RENAME user.alice.Plain.Child user.alice.Moved.Child;MAILBOX user.alice.Plain.Child;MAILBOX user.alice.Moved.Child
+	acl user.alice bob lrs|MAILBOX user.alice
+	seen bob user.alice 1|SEEN bob @ALICE@
+	sub alice user.alice.Sent|SUB alice user.alice.Sent
+	unsub alice user.alice.Sent|SUB alice user.alice.Sent
+	annotate user.alice /comment hello|MAILBOX user.alice
+	annotate user.alice /comment --user alice mine|MAILBOX user.alice
+	annotate user.alice /comment|MAILBOX user.alice
+	annotate "" /motd hello|ANNOTATION ""
+	quota user.alice 1000 10|MAILBOX user.alice;MAILBOX user.alice.Moved;MAILBOX user.alice.Moved.Child;MAILBOX user.alice.Sent;QUOTA user.alice
+	quota user.alice 2000|QUOTA user.alice
+	quota user.alice none|QUOTA user.alice;MAILBOX user.alice;MAILBOX user.alice.Moved;MAILBOX user.alice.Moved.Child;MAILBOX user.alice.Sent
+	sieve put alice main|META alice
+	sieve activate alice main|META alice
+	sieve deactivate alice|META alice
+	sieve delete alice main|META alice
+	delete user.alice.Moved.Child|UNMAILBOX user.alice.Moved.Child;MAILBOX user.alice.Moved.Child
+	deluser bob|UNMAILBOX user.bob;MAILBOX user.bob;UNMAILBOX user.bob.Trash;MAILBOX user.bob.Trash;UNUSER bob
+	EOF
+}
+
+@test "sync log: every changing verb appends the lines Cyrus writes" {
+	echo "sync_log: 1" >> "$T/imapd.conf"
+	printf 'a\r\n' > "$T/m1"
+	printf 'b\r\n' > "$T/m2"
+	log="$T/conf/sync/log"
+	n=0
+	while IFS='|' read -r cmd want; do
+		cmd=${cmd//@FILES@/$T/m1 $T/m2}
+		if [[ $want == *@ALICE@* ]]; then
+			id=$(field user.alice uniqueid)
+			want=${want//@ALICE@/$id}
+		fi
+		rm -f "$log"
+		eval "set -- $cmd"
+		printf 'x\r\n' | ss "$@" > /dev/null ||
+		    { echo "failed: $cmd"; false; }
+		got=$(cat "$log" 2>/dev/null | paste -sd ';')
+		if [ "$got" != "$want" ]; then
+			echo "$cmd"
+			echo "  want: $want"
+			echo "  got:  $got"
+			false
+		fi
+		n=$((n + 1))
+	done < <(synclog_cases)
+	# Every changing verb of the usage is in the table.
+	for v in create deliver flag unflag expunge rename delete seen sub \
+	    unsub quota annotate sieve acl deluser; do
+		synclog_cases | grep -q "^$v " || { echo "no case for $v"; false; }
+	done
+	[ "$n" -eq "$(synclog_cases | wc -l)" ]
+	run ss verify
+	[ "$status" -eq 0 ]
+}
+
 @test "verify finds a corrupted body" {
 	ss create user.alice
 	printf '%s' "$MSG1" | ss deliver user.alice >/dev/null

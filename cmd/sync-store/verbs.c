@@ -104,6 +104,22 @@ mailbox_modseq(struct ss *ss, const struct store_mailbox *mb, uint64_t *ms)
 	return SS_OK;
 }
 
+/* Raise the counter of name's owner to at least ms. */
+static int
+bump_owner_modseq(struct ss *ss, const char *name, uint64_t ms)
+{
+	char *owner = owner_of(name);
+	int r;
+
+	if (owner == NULL) {
+		ss_err(ss, name, "%s", strerror(errno));
+		return SS_FAIL;
+	}
+	r = store_bump_modseq(ss->store, owner, ms);
+	free(owner);
+	return r != 0 ? ss_storefail(ss, "modseq") : SS_OK;
+}
+
 /* The nearest quota root at or above name, or NULL. */
 static int
 find_quotaroot(struct ss *ss, const char *name, char **root)
@@ -469,8 +485,16 @@ deliver_once(struct ss *ss, const char *name, const char *part,
 			rc = SS_FAIL;
 			goto fail;
 		}
-		if ((rc = mailbox_modseq(ss, &mb, &ms)) != SS_OK)
-			goto fail;
+		/*
+		 * One modseq each, taken from the owner's counter once: the
+		 * transaction holds the store, so the next ones are ours
+		 * too, and the counter is raised past them at the end.
+		 */
+		if (i == 0) {
+			if ((rc = mailbox_modseq(ss, &mb, &ms)) != SS_OK)
+				goto fail;
+		} else
+			ms++;
 		memset(&rec, 0, sizeof(rec));
 		rec.uid = mb.last_uid + 1;
 		rec.modseq = ms;
@@ -491,6 +515,8 @@ deliver_once(struct ss *ss, const char *name, const char *part,
 		mb.last_appenddate = now;
 		uids[i] = rec.uid;
 	}
+	if (n > 1 && (rc = bump_owner_modseq(ss, mb.name, ms)) != SS_OK)
+		goto fail;
 	if (store_mailbox_update(ss->store, &mb) != 0) {
 		rc = ss_storefail(ss, name);
 		goto fail;
@@ -519,14 +545,97 @@ body_guid(const char *buf, size_t len, char guid[41])
 }
 
 /*
- * Bring the messages' bodies into the partition as one batch: one flush
- * for all of them, however many there are.
+ * Where deliver's messages come from: standard input, read once and
+ * kept (it cannot be read again), or files, read one at a time into one
+ * buffer that is reused, so that a batch of thousands of files costs the
+ * memory of its largest message only.
+ */
+struct source {
+	char	**files;	/* NULL: standard input */
+	char	 *stdinbuf;
+	size_t	  stdinlen;
+	char	 *buf;
+	size_t	  cap;
+};
+
+/*
+ * Read fd to its end into src's reusable buffer (sized by fstat when it
+ * can be), refusing more than UINT32_MAX bytes.
  */
 static int
-ingest_bodies(struct ss *ss, const char *part, char **bufs, struct body *b,
-    size_t n)
+source_read(struct source *src, int fd, size_t *lenp)
+{
+	const size_t max = UINT32_MAX;
+	struct stat sb;
+	size_t len = 0, want;
+	char *nb;
+	ssize_t n;
+
+	want = 65536;
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size >= 0 &&
+	    (uint64_t)sb.st_size <= max)
+		want = (size_t)sb.st_size + 1;
+	for (;;) {
+		if (len + 1 >= want || src->cap < want) {
+			if (len + 1 >= want)
+				want = want > max / 2 ? max + 1 : want * 2;
+			if (src->cap < want) {
+				if ((nb = realloc(src->buf, want)) == NULL)
+					return -1;
+				src->buf = nb;
+				src->cap = want;
+			}
+		}
+		n = read(fd, src->buf + len, src->cap - len);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > max) {
+			errno = EFBIG;
+			return -1;
+		}
+	}
+	*lenp = len;
+	return 0;
+}
+
+/* The bytes of message i: a pointer valid until the next call. */
+static const char *
+source_get(struct ss *ss, struct source *src, size_t i, size_t *lenp)
+{
+	int fd;
+
+	if (src->files == NULL) {
+		*lenp = src->stdinlen;
+		return src->stdinbuf;
+	}
+	if ((fd = open(src->files[i], O_RDONLY | O_CLOEXEC)) == -1 ||
+	    source_read(src, fd, lenp) == -1) {
+		ss_err(ss, src->files[i], "%s", strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return NULL;
+	}
+	close(fd);
+	return src->buf;
+}
+
+/*
+ * Bring the messages' bodies into the partition as one batch: one flush
+ * for all of them, however many there are.  Each message is read, hashed
+ * and written before the next is read.
+ */
+static int
+ingest_bodies(struct ss *ss, const char *part, struct source *src,
+    struct body *b, size_t n)
 {
 	struct store_ingest *ig = store_ingest_begin(ss->store);
+	const char *buf;
 	size_t i;
 	int rc = SS_OK;
 
@@ -535,14 +644,18 @@ ingest_bodies(struct ss *ss, const char *part, char **bufs, struct body *b,
 	for (i = 0; i < n && rc == SS_OK; i++) {
 		void *h;
 
-		if (body_guid(bufs[i], b[i].len, b[i].guid) == -1) {
+		if ((buf = source_get(ss, src, i, &b[i].len)) == NULL) {
+			rc = SS_FAIL;
+			break;
+		}
+		if (body_guid(buf, b[i].len, b[i].guid) == -1) {
 			ss_err(ss, "body", "cannot hash");
 			rc = SS_FAIL;
 			break;
 		}
 		h = store_ingest_open(ig, part, b[i].guid, b[i].len);
 		if (h == NULL ||
-		    store_ingest_write(ig, h, bufs[i], b[i].len) == -1 ||
+		    store_ingest_write(ig, h, buf, b[i].len) == -1 ||
 		    store_ingest_close(ig, h, 1) == -1)
 			rc = ss_storefail(ss, "body");
 	}
@@ -561,13 +674,15 @@ verb_deliver(struct ss *ss)
 	struct flagset fs;
 	const char *name = ss->args[0];
 	struct delivery dv;
+	struct source src;
 	struct body *b = NULL;
-	char *part = NULL, **bufs = NULL;
+	char *part = NULL;
 	uint32_t *uids = NULL;
 	size_t n, i;
 	int rc = SS_OK, retry = 0, attempt;
 
 	memset(&dv, 0, sizeof(dv));
+	memset(&src, 0, sizeof(src));
 	dv.idate = -1;
 	if (ss->date != NULL && (ss_parse_i64(ss->date, &dv.idate) == -1 ||
 	    dv.idate < 0)) {
@@ -585,28 +700,19 @@ verb_deliver(struct ss *ss)
 	/* Standard input, or each file named after the mailbox. */
 	n = ss->nargs > 1 ? (size_t)ss->nargs - 1 : 1;
 	b = calloc(n, sizeof(*b));
-	bufs = calloc(n, sizeof(*bufs));
 	uids = calloc(n, sizeof(*uids));
-	if (b == NULL || bufs == NULL || uids == NULL) {
+	if (b == NULL || uids == NULL) {
 		ss_err(ss, name, "%s", strerror(errno));
 		rc = SS_FAIL;
 		goto done;
 	}
-	for (i = 0; i < n; i++) {
-		const char *src = ss->nargs > 1 ? ss->args[i + 1] : "stdin";
-		int fd = ss->nargs > 1 ? open(src, O_RDONLY | O_CLOEXEC) :
-		    STDIN_FILENO;
-
-		if (fd == -1 || ss_read_fd(fd, UINT32_MAX, &bufs[i],
-		    &b[i].len) == -1) {
-			ss_err(ss, src, "%s", strerror(errno));
-			if (fd > STDIN_FILENO)
-				close(fd);
-			rc = SS_FAIL;
-			goto done;
-		}
-		if (fd != STDIN_FILENO)
-			close(fd);
+	if (ss->nargs > 1)
+		src.files = &ss->args[1];
+	else if (ss_read_fd(STDIN_FILENO, UINT32_MAX, &src.stdinbuf,
+	    &src.stdinlen) == -1) {
+		ss_err(ss, "stdin", "%s", strerror(errno));
+		rc = SS_FAIL;
+		goto done;
 	}
 	for (attempt = 0; attempt < 3; attempt++) {
 		if ((rc = get_mailbox(ss, name, &mb)) != SS_OK)
@@ -619,7 +725,7 @@ verb_deliver(struct ss *ss)
 			rc = SS_FAIL;
 			break;
 		}
-		if ((rc = ingest_bodies(ss, part, bufs, b, n)) != SS_OK)
+		if ((rc = ingest_bodies(ss, part, &src, b, n)) != SS_OK)
 			break;
 		rc = deliver_once(ss, name, part, b, n, &dv, uids, &retry);
 		if (!retry)
@@ -631,9 +737,8 @@ verb_deliver(struct ss *ss)
 		for (i = 0; i < n; i++)
 			printf("%u\n", uids[i]);
 done:
-	for (i = 0; bufs != NULL && i < n; i++)
-		free(bufs[i]);
-	free(bufs);
+	free(src.stdinbuf);
+	free(src.buf);
 	free(b);
 	free(uids);
 	free(part);
@@ -1057,9 +1162,12 @@ verb_unsub(struct ss *ss)
 	return sub_common(ss, 0);
 }
 
-/* Point the mailboxes at or under root to their nearest quota root. */
+/*
+ * Point the mailboxes at or under root to their nearest quota root;
+ * with newroot (root itself, about to be created) as if it existed.
+ */
 static int
-quota_reroot(struct ss *ss, const char *root)
+quota_reroot(struct ss *ss, const char *root, int newroot)
 {
 	struct namelist nl;
 	struct store_mailbox mb;
@@ -1086,6 +1194,15 @@ quota_reroot(struct ss *ss, const char *root)
 			store_mailbox_clear(&mb);
 			rc = ss_storefail(ss, root);
 			goto out;
+		}
+		if (newroot && (qroot == NULL || strlen(qroot) < strlen(root))) {
+			free(qroot);
+			if ((qroot = strdup(root)) == NULL) {
+				store_mailbox_clear(&mb);
+				ss_err(ss, root, "%s", strerror(errno));
+				rc = SS_FAIL;
+				goto out;
+			}
 		}
 		if ((qroot == NULL) != (mb.quotaroot == NULL) ||
 		    (qroot != NULL && strcmp(qroot, mb.quotaroot) != 0)) {
@@ -1135,6 +1252,14 @@ verb_quota(struct ss *ss)
 	}
 	if ((rc = ss_begin(ss)) != SS_OK)
 		return rc;
+	/*
+	 * A new root is logged as Cyrus logs it: the mailboxes it now
+	 * covers first (MAILBOX each), then QUOTA.
+	 */
+	if (!del && (rc = quota_reroot(ss, root, 1)) != SS_OK) {
+		ss_rollback(ss);
+		return rc;
+	}
 	if (del) {
 		r = store_quota_delete(ss->store, root);
 		if (r == STORE_NOTFOUND) {
@@ -1159,7 +1284,7 @@ verb_quota(struct ss *ss)
 		ss_rollback(ss);
 		return rc;
 	}
-	if ((rc = quota_reroot(ss, root)) != SS_OK) {
+	if (del && (rc = quota_reroot(ss, root, 0)) != SS_OK) {
 		ss_rollback(ss);
 		return rc;
 	}
