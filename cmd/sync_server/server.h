@@ -72,4 +72,12 @@ const char	*sv_status_line(enum sv_result);
 void		 sv_log(int priority, const char *fmt, ...)
 		    __attribute__((format(printf, 2, 3)));
 
+#ifdef SYNCPIPE_FUZZ
+/* sync_server.c in the session fuzz target: main()'s set-up (settings,
+ * SASL; logging to stderr when set), then one session on rfd/wfd,
+ * returning its exit status. */
+int		 sv_fuzz_setup(const struct conf *, int logging);
+int		 sv_fuzz_session(const struct conf *, int rfd, int wfd);
+#endif
+
 #endif

@@ -52,6 +52,18 @@
 #define SYNCPIPE_VERSION	"0.1"
 #endif
 
+#ifdef SYNCPIPE_FUZZ
+/*
+ * Built into the session fuzz target (test/fuzz/fuzz_session.c), which
+ * runs many sessions in one process: the log goes to stderr at most,
+ * never to the system log.
+ */
+#undef openlog
+#undef syslog
+#define openlog(ident, option, facility)	((void)0)
+#define syslog(priority, ...)			((void)0)
+#endif
+
 #define SV_SERVICE	"syncserver"	/* config prefix: the cyrus.conf name */
 #define SV_MAXWORD	64		/* command words, mechanisms, tags */
 #define SV_MAXAUTH	(65536 + 1024)	/* base64 line of AUTHENTICATE */
@@ -1481,6 +1493,71 @@ listen_run(const struct conf *conf, int lfd)
 	return EX_OK;
 }
 
+/*
+ * Under Cyrus's master(8), as an entry of cyrus.conf's SERVICES: master
+ * runs the program with its status pipe on descriptor 3 and the
+ * service's listening socket on descriptor 4 (and CYRUS_SERVICE in the
+ * environment).  The program accepts the connection itself and tells
+ * master, with a message of an int and its pid, that it is busy with
+ * one; this one serves a single connection and exits, and master starts
+ * another for the next.
+ */
+#define SVC_STATUS_FD		3
+#define SVC_LISTEN_FD		4
+#define SVC_UNAVAILABLE		2
+#define SVC_CONNECTION		3
+
+static int
+service_mode(void)
+{
+	socklen_t len;
+	int on = 0;
+
+	if (getenv("CYRUS_SERVICE") == NULL)
+		return 0;
+	len = sizeof(on);
+	return getsockopt(SVC_LISTEN_FD, SOL_SOCKET, SO_ACCEPTCONN, &on,
+	    &len) == 0 && on;
+}
+
+static void
+service_notify(int msg)
+{
+	struct {
+		int	msg;
+		pid_t	pid;
+	} m;
+
+	memset(&m, 0, sizeof(m));
+	m.msg = msg;
+	m.pid = getpid();
+	if (write(SVC_STATUS_FD, &m, sizeof(m)) != (ssize_t)sizeof(m))
+		sv_log(LOG_WARNING, "telling master(8) %d: %s", msg,
+		    strerror(errno));
+}
+
+/* The connection master's listening socket has for us, or -1. */
+static int
+service_accept(void)
+{
+	int fd, on = 1;
+
+	while ((fd = accept(SVC_LISTEN_FD, NULL, NULL)) == -1 &&
+	    errno == EINTR)
+		;
+	if (fd == -1) {
+		sv_log(LOG_ERR, "accept: %s", strerror(errno));
+		service_notify(SVC_UNAVAILABLE);
+		return -1;
+	}
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	service_notify(SVC_UNAVAILABLE);
+	service_notify(SVC_CONNECTION);
+	close(SVC_LISTEN_FD);
+	close(SVC_STATUS_FD);
+	return fd;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -1492,12 +1569,17 @@ main(int argc, char *argv[])
 	struct conf *conf;
 	char err[512];
 	const char *errstr;
-	int ch, lfd, rc;
+	int ch, lfd, cfd, rc;
 
 	memset(&o, 0, sizeof(o));
-	while ((ch = getopt_long(argc, argv, "C:DfL:p:", longopts,
+	while ((ch = getopt_long(argc, argv, "C:DfL:p:T:U:", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
+		case 'T':
+		case 'U':
+			/* master(8)'s reuse timeout and use count: one
+			 * connection a process here. */
+			break;
 		case 'C':
 			o.config = optarg;
 			break;
@@ -1553,10 +1635,43 @@ main(int argc, char *argv[])
 
 	if (lfd != -1)
 		rc = listen_run(conf, lfd);
-	else
+	else if (service_mode()) {
+		if ((cfd = service_accept()) == -1)
+			rc = EX_OSERR;
+		else {
+			rc = session_run(conf, cfd, cfd);
+			close(cfd);
+		}
+	} else
 		rc = session_run(conf, STDIN_FILENO, STDOUT_FILENO);
 
 	sasl_done();
 	conf_free(conf);
 	return rc;
 }
+
+#ifdef SYNCPIPE_FUZZ
+/*
+ * The session fuzz target's way in (main() is renamed there): the
+ * settings and SASL as main() sets them up, once, then any number of
+ * sessions.  Returns 0, or -1 with the reason on stderr.
+ */
+int
+sv_fuzz_setup(const struct conf *conf, int logging)
+{
+	struct opts o;
+
+	memset(&o, 0, sizeof(o));
+	log_stderr = log_debug = logging;
+	if (load_settings(conf, &o) == -1 || check_partitions(conf) == -1 ||
+	    sasl_setup(conf) == -1)
+		return -1;
+	return 0;
+}
+
+int
+sv_fuzz_session(const struct conf *conf, int rfd, int wfd)
+{
+	return session_run(conf, rfd, wfd);
+}
+#endif

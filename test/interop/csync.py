@@ -3,7 +3,10 @@
 
 Connects to a csync server over TCP, reads the banner, authenticates with
 SASL PLAIN (no COMPRESS), enables SIEVE-MAILBOX when the server offers it,
-sends one or more commands and prints the replies.
+sends one or more commands and prints the replies.  A HOST starting with
+"/" is a UNIX-domain socket (PORT is then ignored); a server there whose
+banner is a bare "* OK" line has pre-authenticated the connection, and no
+AUTHENTICATE is sent.
 
 Usage:
   csync.py [--raw | --sort | --mboxnames] [--user U] [--password P]
@@ -47,7 +50,13 @@ class ProtocolError(Exception):
 
 class Conn:
     def __init__(self, host, port, timeout):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if host.startswith("/"):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(host)
+        else:
+            self.sock = socket.create_connection((host, port),
+                                                 timeout=timeout)
         self.buf = b""
 
     def _fill(self):
@@ -336,14 +345,17 @@ def main():
             w = c.split()
             if w and w[0].upper() == "SASL":
                 mechs = [m.upper() for m in w[1:]]
-        if "PLAIN" not in mechs:
+        if a.host.startswith("/") and not caps:
+            pass        # UNIX socket, pre-authenticated: a bare "* OK"
+        elif "PLAIN" not in mechs:
             raise ProtocolError("server offers no PLAIN: %s" % caps)
-        ir = base64.b64encode(b"\0" + a.user.encode() + b"\0"
-                              + a.password.encode())
-        conn.send(b"AUTHENTICATE PLAIN " + ir)
-        line = conn.readline()
-        if status_of(line) != b"OK":
-            raise ProtocolError("AUTHENTICATE failed: %r" % line)
+        else:
+            ir = base64.b64encode(b"\0" + a.user.encode() + b"\0"
+                                  + a.password.encode())
+            conn.send(b"AUTHENTICATE PLAIN " + ir)
+            line = conn.readline()
+            if status_of(line) != b"OK":
+                raise ProtocolError("AUTHENTICATE failed: %r" % line)
         if any(c.split()[0].upper() == "SIEVE-MAILBOX" for c in caps if c):
             st, _ = command(conn, b"APPLY CAPABILITIES (SIEVE-MAILBOX)")
             if status_of(st) != b"OK":

@@ -2,8 +2,10 @@
 # A real Cyrus 3.6 sync_client against our sync_server over STARTTLS
 # (allowplaintext: no, so PLAIN is only offered under TLS, and COMPRESS
 # is not offered under TLS), and over plain TCP with COMPRESS DEFLATE.
-# In both cases a full user sync must leave our server describing the
-# user as the Cyrus master does, and a second run must send nothing.
+# In both cases a full user sync, and then rolling changes (append,
+# flags, expunge, seen, rename) replicated by one sync_client -R pass,
+# must leave our server describing the user as the Cyrus master does,
+# and a following run must send nothing.
 
 load ../helpers
 load interop
@@ -181,4 +183,78 @@ banner() {
 	[[ $status -eq 0 ]]
 	grep -q '^C: COMPRESS DEFLATE' "$D/rec/plain2.txt"
 	ia_nothing_sent "$D/rec/plain2.txt"
+}
+
+# Rolling changes, replicated by one sync_client -R pass to each of our
+# servers: over STARTTLS + PLAIN (the master's own sync log, -R -1), and
+# over plain TCP with COMPRESS (a copy of that log, -R -f).
+
+@test "rolling over TLS and over COMPRESS: append, flag, expunge, seen, rename" {
+	{
+		cyrus_pair act "$D" master alice append INBOX 2 1500 &&
+		cyrus_pair act "$D" master alice flag INBOX 1:3 '\Flagged,$Important' &&
+		cyrus_pair act "$D" master alice expunge INBOX 4 &&
+		cyrus_pair act "$D" master alice seen INBOX '1:*' &&
+		cyrus_pair act "$D" master alice rename Archive/2023 Archive/Y2023
+	} >"$D/act.log" 2>&1 || { tail -n 5 "$D/act.log"; false; }
+	log=$D/master/conf/sync/log
+	cat "$log"
+	grep -q '^APPEND user.alice' "$log"
+	grep -q '^RENAME user.alice.Archive.2023 user.alice.Archive.Y2023' "$log"
+	# sync_client opens the log read-write: the copy must be the cyrus
+	# user's.
+	cp "$log" "$D/rec/roll.synclog"
+	chown cyrus "$D/rec/roll.synclog"
+
+	run cyrus_pair sync "$D" --record "$D/rec/tls-roll.txt" -v -v -R -1
+	printf '%s\n' "$output" | tail -n 10 | cut -c1-200
+	if [[ $status -ne 0 ]]; then
+		OURS=$D/tls ia_server_log
+		ia_master_syslog 20
+		false
+	fi
+	grep -q '^C: STARTTLS' "$D/rec/tls-roll.txt"
+	! grep -q 'COMPRESS DEFLATE' "$D/rec/tls-roll.txt"
+	grep -q 'APPLY MESSAGE' <<<"$output"
+	grep -q 'APPLY RENAME' <<<"$output"
+
+	run cyrus_pair sync "$D" --target "127.0.0.1:$PLAIN_PORT" \
+	    --record "$D/rec/plain-roll.txt" -R -f "$D/rec/roll.synclog"
+	printf '%s\n' "$output" | tail -n 10 | cut -c1-200
+	[[ $status -eq 0 ]] || { OURS=$D/plain ia_server_log; false; }
+	sed '1,/^C: COMPRESS DEFLATE/d' "$D/rec/plain-roll.txt" >"$D/rec/plain-roll.z"
+	grep -q '^C: APPLY MESSAGE' "$D/rec/plain-roll.z"
+	grep -q '^C: APPLY RENAME ' "$D/rec/plain-roll.z"
+	grep -q '^C: EXIT' "$D/rec/plain-roll.z"
+}
+
+@test "rolling over TLS: our server describes alice as the master does; -u sends nothing" {
+	PORT=$TLS_PORT OURS_CSYNC=csync_tls ia_compare_user alice ||
+	    { OURS=$D/tls ia_server_log; false; }
+	grep -qx 'user.alice.Archive.Y2023' "$D/cmp/mboxes.alice"
+	! grep -qx 'user.alice.Archive.2023' "$D/cmp/mboxes.alice"
+	# The expunged record is kept, flagged \Expunged (delayed expunge).
+	ia_mailbox "$D/cmp/alice.ours" user.alice | grep -q 'Expunged'
+	mapfile -t mb <"$D/cmp/mboxes.alice"
+	PORT=$TLS_PORT OURS_CSYNC=csync_tls ia_bodies "${mb[@]}"
+	run cyrus_pair sync "$D" --record "$D/rec/tls-roll2.txt" -v -v -u alice
+	[[ $status -eq 0 ]]
+	grep -q '^C: STARTTLS' "$D/rec/tls-roll2.txt"
+	grep -q 'GET USER alice' <<<"$output"
+	extra=$(printf '%s\n' "$output" | grep -E '(APPLY|RESTORE|RESERVE) ' |
+	    grep -v 'APPLY CAPABILITIES' || true)
+	[[ -z $extra ]] || { printf '%s\n' "$extra" | cut -c1-200; false; }
+}
+
+@test "rolling over COMPRESS: our server describes alice as the master does; -u sends nothing" {
+	PORT=$PLAIN_PORT ia_compare_user alice ||
+	    { OURS=$D/plain ia_server_log; false; }
+	grep -qx 'user.alice.Archive.Y2023' "$D/cmp/mboxes.alice"
+	mapfile -t mb <"$D/cmp/mboxes.alice"
+	PORT=$PLAIN_PORT ia_bodies "${mb[@]}"
+	run cyrus_pair sync "$D" --target "127.0.0.1:$PLAIN_PORT" \
+	    --record "$D/rec/plain-roll2.txt" -u alice
+	[[ $status -eq 0 ]]
+	grep -q '^C: COMPRESS DEFLATE' "$D/rec/plain-roll2.txt"
+	ia_nothing_sent "$D/rec/plain-roll2.txt"
 }

@@ -58,12 +58,13 @@ ia_norm() {
 	'
 }
 
-# ia_compare_user USER [EXTRA_MBOX...]: GET USER, GET META, and GET
-# FULLMAILBOX of every mailbox the master lists for USER plus the
-# EXTRA_MBOXes (internal names, e.g. DELETED.user.alice.X.5F00...), master
-# vs ours, field by field (data items sorted per command).  One
-# connection per side for all of it.  Output under $D/cmp/ (mboxes.USER,
-# USER.master, USER.ours); returns 1 on any difference.
+# ia_compare_user USER [EXTRA_MBOX...]: GET USER, GET META, GET QUOTA
+# of the user's quota root (user.USER), and GET FULLMAILBOX of every
+# mailbox the master lists for USER plus the EXTRA_MBOXes (internal
+# names, e.g. DELETED.user.alice.X.5F00...), master vs ours, field by
+# field (data items sorted per command).  One connection per side for
+# all of it.  Output under $D/cmp/ (mboxes.USER, USER.master,
+# USER.ours); returns 1 on any difference.
 ia_compare_user() {
 	local user=$1 out=$D/cmp
 	local -a cmds
@@ -73,8 +74,8 @@ ia_compare_user() {
 		ia_master --mboxnames "GET USER $user" || true
 		printf '%s\n' "$@"
 	} | sed '/^$/d' | sort -u >"$out/mboxes.$user"
-	cmds=("GET USER $user" "GET META $user")
-	mapfile -t -O 2 cmds < <(sed 's/^/GET FULLMAILBOX /' "$out/mboxes.$user")
+	cmds=("GET USER $user" "GET META $user" "GET QUOTA user.${user//./^}")
+	mapfile -t -O 3 cmds < <(sed 's/^/GET FULLMAILBOX /' "$out/mboxes.$user")
 	ia_master --sort "${cmds[@]}" | ia_norm >"$out/$user.master" || true
 	ia_ours --sort "${cmds[@]}" | ia_norm >"$out/$user.ours" || true
 	grep -q '^= ' "$out/$user.master" || {
@@ -140,4 +141,22 @@ ia_mailbox() {
 		inb { blk = blk $0 "\n"; if (index($0, want)) hit = 1 }
 		inb && /^\}$/ { if (hit) printf "%s", blk; inb = 0 }
 	' "$1"
+}
+
+# banner_then_get PORT: the banner, then the replies to a GET before
+# any AUTHENTICATE and to EXIT.
+banner_then_get() {
+	python3 - "$@" <<-'EOF'
+	import socket, sys
+	s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+	f = s.makefile("rb")
+	while True:
+	    l = f.readline().decode().rstrip("\r\n")
+	    print(l)
+	    if not l.startswith("* ") or l.startswith("* OK"):
+	        break
+	s.sendall(b"GET USER alice\r\nEXIT\r\n")
+	print(f.readline().decode().rstrip("\r\n"))
+	print(f.readline().decode().rstrip("\r\n"))
+	EOF
 }
