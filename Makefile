@@ -38,6 +38,9 @@ FUZZ_SECONDS ?= 600
 
 MAN_SRC	 = $(wildcard man/*.[158])
 
+# Helper programs the bats tests run; never installed.
+TEST_PROGS = build/test/synclog-writer
+
 # SANITIZE=1 builds the tools themselves (cmd/<tool>/<tool>) with ASan +
 # UBSan, from the objects of build/asan/lib, so that every test runs them
 # sanitized; scripts/run-tests then turns any sanitizer report into a
@@ -55,7 +58,7 @@ endif
 FLAVOUR_STAMP = build/flavour-$(FLAVOUR)
 
 .PHONY: all deps check test unit bats lint fuzz fuzz-short demo bench torture install clean asan leakcheck
-all: $(PROGS)
+all: $(PROGS) $(TEST_PROGS)
 
 $(FLAVOUR_STAMP):
 	@mkdir -p build && rm -f build/flavour-* && touch $@
@@ -77,6 +80,10 @@ build/asan/bin/$(1): $(wildcard cmd/$(1)/*.c) $(wildcard cmd/$(1)/*.h) $(ASAN_LI
 	$$(CC) $$(CFLAGS) $$(SAN) -Icmd/$(1) -o $$@ $(wildcard cmd/$(1)/*.c) $(ASAN_LIB_OBJ) $$(LDLIBS)
 endef
 $(foreach t,$(C_TOOLS),$(eval $(call TOOL_RULE,$(t))))
+
+build/test/%: test/%.c $(LIB)
+	@mkdir -p build/test
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 # Sanitizer builds: the library and unit tests under ASan + UBSan.
 build/asan/lib/%.o: lib/%.c $(LIB_HDR)
@@ -103,6 +110,18 @@ build/fuzz/fuzz_server: test/fuzz/fuzz_server.c $(FUZZ_SERVER_SRC) \
 	@mkdir -p build/fuzz
 	clang $(filter-out -O2,$(CFLAGS)) -O1 -fsanitize=fuzzer,address,undefined \
 	    -Icmd/sync_server -o $@ test/fuzz/fuzz_server.c $(FUZZ_SERVER_SRC) \
+	    $(FUZZ_LIB_OBJ) $(LDLIBS)
+
+# fuzz_session runs sync_server's whole session: sync_server.c built with
+# SYNCPIPE_FUZZ (its entry points for the target, no syslog) and main()
+# renamed, and the handlers.
+FUZZ_SESSION_SRC = cmd/sync_server/sync_server.c $(FUZZ_SERVER_SRC)
+build/fuzz/fuzz_session: test/fuzz/fuzz_session.c $(FUZZ_SESSION_SRC) \
+    cmd/sync_server/server.h $(FUZZ_LIB_OBJ)
+	@mkdir -p build/fuzz
+	clang $(filter-out -O2,$(CFLAGS)) -O1 -fsanitize=fuzzer,address,undefined \
+	    -DSYNCPIPE_FUZZ -Dmain=sync_server_main -Icmd/sync_server \
+	    -o $@ test/fuzz/fuzz_session.c $(FUZZ_SESSION_SRC) \
 	    $(FUZZ_LIB_OBJ) $(LDLIBS)
 
 # The whole suite: installs what is missing, builds, runs every test and
