@@ -6,6 +6,22 @@
 # Cyrus 3.6 master and replica (cyrus-pair); user alice is populated and
 # fully synced first, then the master's log is emptied.  The tests run in
 # file order and build on each other.
+#
+#   1. A log-run that synclog-tail claimed and emitted but never
+#      committed is taken over by Cyrus's sync_client -r -1, which
+#      reprocesses it first; the replica ends level with the master.
+#   2. Cyrus's own sync_client -R (rolling, as cyrus-pair sync runs it)
+#      is SIGKILLed while its run is under way, with the log-run it
+#      claimed still there (400 messages to upload give it about a
+#      second; a kill that comes after the run is retried with more
+#      work, 5 tries at most).  synclog-tail then emits that log-run
+#      first, byte for byte the log Cyrus claimed, leaving the newer log
+#      alone, again while uncommitted, and the newer log after the
+#      commit: every line of both files is emitted, and Cyrus replays
+#      the stream to a level replica.
+#   3. synclog-tail -r -d 0 with a committing consumer, while two imapd
+#      sessions write the master's log concurrently: every created
+#      folder's line is emitted, every batch is whole and committed.
 
 load ../helpers
 
@@ -36,11 +52,15 @@ teardown_file() {
 	if [[ -s $D/tail.pid ]]; then
 		kill "$(cat "$D/tail.pid")" 2>/dev/null || true
 	fi
+	if [[ -s $D/sc.pid ]]; then
+		kill -KILL "$(cat "$D/sc.pid")" 2>/dev/null || true
+	fi
 	cyrus_pair down "$D" >/dev/null 2>&1 || true
 	sp_rmtmp "$D"
 }
 
 setup() {
+	CYRUS_BIN=$(. "$D/ports.env" && echo "$CYRUS_BIN")
 	T=$D/synclog-tail
 	C=$D/master/imapd.conf
 	S=$D/master/conf/sync
@@ -134,21 +154,56 @@ syslog_size() {
 	[[ $status -eq 0 ]]
 }
 
-@test "a log-run left by a killed Cyrus sync_client is emitted first, then the new log" {
-	act append INBOX 1
-	act create Inter2
+@test "a log-run left by Cyrus's own sync_client -R, SIGKILLed mid-run, is emitted first, then the new log" {
+	local try pid rc i killed=0
+	# Pending work for the rolling client: 400 messages to upload take
+	# it about a second, a window the kill lands in.  A kill that comes
+	# after the run (log-run already removed) is a miss: more work and
+	# another try, 5 at most.
 	act unsubscribe Inter1
-	cp "$S/log" "$D/t2.run"
-	# Cyrus's reader claims exactly so, then (here) dies.
-	mv "$S/log" "$S/log-run"
+	for ((try = 1; try <= 5; try++)); do
+		act append INBOX 400
+		act create "Kill$try"
+		act subscribe "Kill$try"
+		[[ -s $S/log && ! -e $S/log-run ]]
+		cp "$S/log" "$D/t2.written"
+		# As cyrus-pair sync runs it, without the timeout wrapper,
+		# so that $! is sync_client itself.
+		env CYRUS_ISDAEMON=1 CYRUS_PAIR_SYSLOG="$D/master/log/syslog" \
+		    LD_PRELOAD="$D/lib/cyrus-pair-syslog.so" \
+		    "$CYRUS_BIN/sync_client" -C "$C" -R >"$D/t2.sc$try" 2>&1 3>&- &
+		pid=$!
+		echo "$pid" >"$D/sc.pid"
+		for ((i = 0; i < 3000; i++)); do
+			[[ -e $S/log-run ]] && break
+			sleep 0.01
+		done
+		# Into the run, past the claim.
+		sleep 0.2
+		kill -KILL "$pid"
+		rc=0
+		wait "$pid" || rc=$?
+		rm -f "$D/sc.pid"
+		[[ $rc -eq 137 ]] || { echo "sync_client exit $rc"; cat "$D/t2.sc$try"; return 1; }
+		if [[ -e $S/log-run ]]; then
+			killed=$try
+			break
+		fi
+		echo "# try $try: the run was over before the kill"
+	done
+	echo "# sync_client killed mid-run at try $killed"
+	((killed > 0))
+	# Cyrus's client claimed the log as it was written and left it.
+	[[ ! -e $S/log ]]
+	cmp "$D/t2.written" "$S/log-run"
+	cp "$S/log-run" "$D/t2.run"
 	act create Inter3
 	act annotate Inter3 /private/comment "written after the claim"
 	act flag INBOX 1 '$Work'
 	cp "$S/log" "$D/t2.log"
 	echo "# log-run:"; sed 's/^/#   /' "$D/t2.run"
 	echo "# log:"; sed 's/^/#   /' "$D/t2.log"
-	has "$D/t2.run" "MAILBOX user.alice.Inter2"
-	has "$D/t2.run" "SUB alice user.alice.Inter1"
+	has "$D/t2.run" "MAILBOX user.alice.Kill$killed"
 	has "$D/t2.log" "MAILBOX user.alice.Inter3"
 
 	# First pass: the leftover, and log is left alone.
@@ -157,8 +212,7 @@ syslog_size() {
 	[[ ! -s $D/t2.e1 ]]
 	has "$D/t2.a1" "%batch 1 $S/log-run"
 	has "$D/t2.a1" "MAILBOX user.alice"
-	has "$D/t2.a1" "MAILBOX user.alice.Inter2"
-	has "$D/t2.a1" "SUB alice user.alice.Inter1"
+	has "$D/t2.a1" "MAILBOX user.alice.Kill$killed"
 	run grep Inter3 "$D/t2.a1"
 	[[ $status -ne 0 ]]
 	cmp "$D/t2.run" "$S/log-run"
@@ -188,7 +242,7 @@ syslog_size() {
 	"$T" -C "$C" --commit "$p2" "$id2"
 	[[ ! -e $S/log-run && ! -e $S/log ]]
 
-	# Nothing lost: every record of both files was emitted (APPEND as
+	# Nothing lost: every line of both files was emitted (APPEND as
 	# MAILBOX, UNSUB as SUB).
 	cat "$D/t2.a1" "$D/t2.a2" >"$D/t2.stream"
 	local line
@@ -198,7 +252,8 @@ syslog_size() {
 		has "$D/t2.stream" "$line"
 	done < <(cat "$D/t2.run" "$D/t2.log")
 
-	# The replica has none of it yet.
+	# The replica is not level yet (the run was killed, the new log
+	# never replicated).
 	run cyrus_pair compare "$D" alice
 	[[ $status -ne 0 ]]
 
