@@ -174,6 +174,29 @@ none_left() {
 	[ ! -e "$T/shutdown" ]
 }
 
+@test "configuration: the script reads sync_shutdown_file through @include (no final newline), the channel's key first" {
+	printf '@include: %s\nchan_sync_shutdown_file: %s' \
+	    "$T/inc2.conf" "$T/shutdown-chan" >"$T/inc.conf"
+	printf 'sync_shutdown_file: %s' "$T/not-this" >"$T/inc2.conf"
+	echo "@include: $T/inc.conf" >>"$M"
+	deliver user.alice pending
+	# The replica cannot be reached: the script backs off between
+	# pipelines and looks for the shutdown file itself.
+	"$SC" -C "$M" -e false -R -d 0 -n chan 3>&- 2>"$T/err" &
+	CPID=$!
+	wait_for 20 grep -q "pipeline ended" "$T/err"
+	touch "$T/shutdown-chan"
+	wait_for 10 eval '! kill -0 $CPID'
+	rc=0
+	wait "$CPID" || rc=$?
+	cat "$T/err"
+	# Stopped by the script (the failed pipeline's status), not by
+	# synclog-tail in a next pipeline (0).
+	[ "$rc" -ne 0 ]
+	[ ! -e "$T/shutdown-chan" ]
+	none_left
+}
+
 @test "SIGTERM: the pipeline stops, nothing is left running or half claimed" {
 	"$SC" -C "$M" -e "$E" -R -d 0 3>&- &
 	CPID=$!
