@@ -488,3 +488,18 @@ synclog_cases() {
 	run ss verify
 	[ "$status" -eq 0 ]
 }
+
+@test "checkconf: unknown keys named with file and line (includes too), known and prefixed keys pass, the store untouched" {
+	run ss checkconf
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
+	printf 'sync_lgo: 1\nsyncserver_tls_server_cert: /x\n@include: %s\n' \
+	    "$T/inc.conf" >>"$T/imapd.conf"
+	printf 'chan_sync_host: replica\nfrobnicate: yes\n' >"$T/inc.conf"
+	run ss checkconf
+	[ "$status" -eq 1 ]
+	[ "${#lines[@]}" -eq 2 ]
+	[ "${lines[0]}" = "$T/imapd.conf:4: unknown key sync_lgo" ]
+	[ "${lines[1]}" = "$T/inc.conf:2: unknown key frobnicate" ]
+	[ ! -e "$T/conf/syncpipe.db" ]
+}

@@ -79,12 +79,42 @@ static const struct verbdef {
 	{ "show", verb_show, 1, 1, 0, "show mailbox" },
 	{ "dump", verb_dump, 0, 1, 0, "dump [user]" },
 	{ "verify", verb_verify, 0, 0, 0, "verify" },
+	{ "checkconf", NULL, 0, 0, 0, "checkconf" },
 	{ "gc", verb_gc, 0, 0, O_GRACE, "gc [--grace seconds]" },
 	{ "export", verb_export, 0, 1, O_MAILDIR,
 	    "export --maildir dir [user]" },
 };
 
 #define NVERBS	(sizeof(verbs) / sizeof(verbs[0]))
+
+/*
+ * checkconf: the keys of the configuration (includes followed) that
+ * neither Cyrus 3.6 nor syncpipe knows, a line each with file and line.
+ * Exit 0 when there is none, 1 otherwise.  The store is not opened.
+ */
+static void
+checkconf_key(const char *key, const char *value, const char *file,
+    int line, void *arg)
+{
+	int *unknown = arg;
+
+	(void)value;
+	if (conf_known_key(key))
+		return;
+	printf("%s:%d: unknown key %s\n", file, line, key);
+	(*unknown)++;
+}
+
+static int
+checkconf(struct ss *ss)
+{
+	int unknown = 0;
+
+	conf_foreach(ss->conf, checkconf_key, &unknown);
+	if (fflush(stdout) != 0 || ferror(stdout))
+		return SS_FAIL;
+	return unknown > 0 ? SS_FAIL : SS_OK;
+}
 
 static void
 usage(void)
@@ -218,6 +248,11 @@ main(int argc, char *argv[])
 	if ((ss.conf = conf_load(ss.confpath, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "sync-store: %s: %s\n", ss.confpath, err);
 		return SS_CONFIG;
+	}
+	if (v->fn == NULL) {
+		rc = checkconf(&ss);
+		conf_free(ss.conf);
+		return rc;
 	}
 	if ((ss.store = store_open(ss.conf, err, sizeof(err))) == NULL) {
 		ss_err(&ss, "open store", "%s", err);
