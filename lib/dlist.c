@@ -30,6 +30,7 @@
 #define DLIST_CHUNK	16384	/* file literal bytes moved per step */
 #define DLIST_WMAX	1024	/* atoms and quoted strings are shorter */
 #define DLIST_KEEP	65536	/* a parse buffer up to this size is reused */
+#define DLIST_HDR_SCAN	1024	/* bytes of a file header skipped when eating one */
 #define DLIST_HDR	offsetof(struct dlist, s)
 
 /* What a node records must fit its fields. */
@@ -939,7 +940,7 @@ dlist_eat_header(struct prot *in, int file, uint64_t *size)
 		} else if (!file && ch == '+' && digits > 0 && !plus) {
 			plus = 1;
 		} else if (file && ch != '\r' && ch != '\n' && ch != '{' &&
-		    ++scanned < 1024) {
+		    ++scanned < DLIST_HDR_SCAN) {
 			/* Only the last word of a file header is the size. */
 			v = 0;
 			digits = 0;
