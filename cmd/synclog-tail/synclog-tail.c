@@ -495,7 +495,10 @@ hand_back(struct tail *t, const struct fileid *id, char *buf, size_t len)
 		return RES_TEMP;
 	}
 	for (p = buf, end = buf + n; p < end; p = e + 1) {
-		e = memchr(p, '\n', end - p);
+		/* Formatted records end in a newline; a last one without
+		 * is simply not remembered. */
+		if ((e = memchr(p, '\n', end - p)) == NULL)
+			break;
 		*e = '\0';
 		if (handed_add(&t->handed, p) == -1) {
 			/* Forgetting only costs a duplicate line later. */
