@@ -9,54 +9,30 @@ load interop
 
 setup_file() {
 	export CYRUS_PAIR_SYNC_TIMEOUT=${CYRUS_PAIR_SYNC_TIMEOUT:-120}
-	if ((EUID != 0)); then
-		echo "the Cyrus peers need root (cyrus-pair up)" >&2
-		return 1
-	fi
-	D=$(sp_tmpdir)
-	export D
-	echo "$D" >"$BATS_FILE_TMPDIR/dir"
+	ia_workdir
 	export D2=$D/r
 	mkdir -p "$D2" "$D/rec"
 	chmod 755 "$D2"
 	# The Cyrus replica at the end of the chain.
-	cyrus_pair up "$D2" --only replica >"$D/up2.log" 2>&1 ||
-	    { cat "$D/up2.log" >&2; return 1; }
+	ia_up "$D2" --only replica
 	REPLICA_CSYNC_PORT=$(. "$D2/ports.env" && echo "$REPLICA_CSYNC_PORT")
 	export REPLICA_CSYNC_PORT
 	# Our server in the middle: a replica of the master that logs what
 	# it applies, and the master of the Cyrus replica.
-	PORT=$(sp_freeport)
-	export PORT
-	export OURS=$D/ours
-	mkdir -p "$OURS"
-	sp_conf "$OURS/imapd.conf" syncpipe-test
-	cat >>"$OURS/imapd.conf" <<-EOF
-	sync_log: 1
-	sync_log_chain: yes
-	sync_host: 127.0.0.1:$REPLICA_CSYNC_PORT
-	sync_authname: repluser
-	sync_password: replpass
-	sync_try_imap: 0
-	EOF
-	sp_sasluser "$OURS/conf/sasldb2" syncpipe-test repluser replpass
-	sp_server_start "$OURS/imapd.conf" "$PORT"
+	ia_our_server 'sync_log: 1' 'sync_log_chain: yes' \
+	    "sync_host: 127.0.0.1:$REPLICA_CSYNC_PORT" \
+	    'sync_authname: repluser' 'sync_password: replpass' \
+	    'sync_try_imap: 0'
 	# The Cyrus master at the start.
-	cyrus_pair up "$D" --only master --sync-target "127.0.0.1:$PORT" \
-	    >"$D/up.log" 2>&1 || { cat "$D/up.log" >&2; return 1; }
-	cyrus_pair populate "$D" alice 30 --seed 21 >"$D/populate.log" 2>&1 ||
-	    { cat "$D/populate.log" >&2; return 1; }
-	rm -f "$D/master/conf/sync/log"
+	ia_up "$D" --only master --sync-target "127.0.0.1:$PORT"
+	ia_populate cyrus_pair populate "$D" alice 30 --seed 21
 }
 
 teardown_file() {
-	[[ -n ${D:-} ]] || D=$(cat "$BATS_FILE_TMPDIR/dir" 2>/dev/null) || true
-	[[ -n ${D:-} ]] || return 0
+	ia_dir || return 0
 	stop_proxy
-	cyrus_pair down "$D" >/dev/null 2>&1 || true
 	cyrus_pair down "$D/r" >/dev/null 2>&1 || true
-	sp_server_stop "$D/ours/imapd.conf"
-	sp_rmtmp "$D"
+	ia_teardown ours
 }
 
 stop_proxy() {

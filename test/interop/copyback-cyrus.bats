@@ -8,27 +8,11 @@
 # the replica.
 
 load ../helpers
+load interop
 
 setup_file() {
-	if ((EUID != 0)); then
-		echo "the Cyrus peer needs root (cyrus-pair up)" >&2
-		return 1
-	fi
-	D=$(sp_tmpdir)
-	export D
-	echo "$D" >"$BATS_FILE_TMPDIR/dir"
-	cyrus_pair up "$D" --only replica >"$D/up.log" 2>&1 ||
-	    { cat "$D/up.log" >&2; return 1; }
-	# shellcheck disable=SC1091
-	. "$D/ports.env"
-	export TARGET=127.0.0.1:$REPLICA_CSYNC_PORT
-	mkdir -p "$D/m"
-	export M=$D/m/imapd.conf
-	sp_conf "$M" syncpipe-master
-	cat >>"$M" <<-EOF
-	sync_authname: $REPL_USER
-	sync_password: $REPL_PASS
-	EOF
+	ia_workdir
+	ia_cyrus_replica
 	local store i
 	store=$(sp_project_root)/cmd/sync-store/sync-store
 	"$store" -C "$M" create user.alice >/dev/null || return 1
@@ -44,17 +28,11 @@ setup_file() {
 }
 
 teardown_file() {
-	[[ -n ${D:-} ]] || D=$(cat "$BATS_FILE_TMPDIR/dir" 2>/dev/null) || true
-	[[ -n ${D:-} ]] || return 0
-	cyrus_pair down "$D" >/dev/null 2>&1 || true
-	sp_rmtmp "$D"
+	ia_teardown
 }
 
 setup() {
-	ROOT=$(sp_project_root)
-	STORE=$ROOT/cmd/sync-store/sync-store
-	PLAN=$ROOT/cmd/sync-plan/sync-plan
-	SEND=$ROOT/cmd/sync-send/sync-send
+	ia_tools
 }
 
 sync_alice() {

@@ -11,43 +11,22 @@
 # The tests run in order and share the pair.
 
 load ../helpers
+load interop
 
 setup_file() {
-	if ((EUID != 0)); then
-		echo "the Cyrus peer needs root (cyrus-pair up)" >&2
-		return 1
-	fi
-	D=$(sp_tmpdir)
-	export D
-	echo "$D" >"$BATS_FILE_TMPDIR/dir"
+	ia_workdir
 	echo "sync_log_chain: 1" >"$D/master-extra.conf"
-	cyrus_pair up "$D" --master-conf "$D/master-extra.conf" \
-	    >"$D/up.log" 2>&1 || { cat "$D/up.log" >&2; return 1; }
-	cyrus_pair populate "$D" alice 12 >"$D/populate.log" 2>&1 ||
-	    { cat "$D/populate.log" >&2; return 1; }
-	rm -f "$D/master/conf/sync/log"
-	# shellcheck disable=SC1091
-	. "$D/ports.env"
-	export M=$D/master-syncpipe.conf
-	cat >"$M" <<-EOF
-	@include: $D/master/imapd.conf
-	sync_source_host: 127.0.0.1:$MASTER_CSYNC_PORT
-	sync_source_authname: $REPL_USER
-	sync_source_password: $REPL_PASS
-	EOF
+	ia_up "$D" --master-conf "$D/master-extra.conf"
+	ia_populate cyrus_pair populate "$D" alice 12
+	ia_source_conf
 }
 
 teardown_file() {
-	[[ -n ${D:-} ]] || D=$(cat "$BATS_FILE_TMPDIR/dir" 2>/dev/null) || true
-	[[ -n ${D:-} ]] || return 0
-	cyrus_pair down "$D" >/dev/null 2>&1 || true
-	sp_rmtmp "$D"
+	ia_teardown
 }
 
 setup() {
-	ROOT=$(sp_project_root)
-	PLAN=$ROOT/cmd/sync-plan/sync-plan
-	SEND=$ROOT/cmd/sync-send/sync-send
+	ia_tools
 }
 
 sync_alice() {

@@ -16,25 +16,15 @@ MASTER_BIN=/usr/lib/cyrus/bin/master
 setup_file() {
 	local i
 	export CYRUS_PAIR_SYNC_TIMEOUT=${CYRUS_PAIR_SYNC_TIMEOUT:-120}
-	if ((EUID != 0)); then
-		echo "the Cyrus peers need root (cyrus-pair up)" >&2
-		return 1
-	fi
 	if [[ ! -x $MASTER_BIN ]]; then
 		echo "$MASTER_BIN is missing (cyrus-pair install)" >&2
 		return 1
 	fi
-	D=$(sp_tmpdir)
-	export D
-	echo "$D" >"$BATS_FILE_TMPDIR/dir"
+	ia_workdir
 	chmod 755 "$D"
 	mkdir -p "$D/rec" "$D/ours" "$D/svc/conf" "$D/svc/spool"
 
-	PORT=$(sp_freeport)
-	export PORT
-	export OURS=$D/ours
-	sp_conf "$OURS/imapd.conf" syncpipe-test
-	sp_sasluser "$OURS/conf/sasldb2" syncpipe-test repluser replpass
+	ia_our_conf
 
 	# master(8)'s own configuration: only our service.
 	cat >"$D/svc/imapd.conf" <<-EOF
@@ -62,18 +52,13 @@ setup_file() {
 		return 1
 	}
 
-	cyrus_pair up "$D" --only master --sync-target "127.0.0.1:$PORT" \
-	    >"$D/up.log" 2>&1 || { cat "$D/up.log" >&2; return 1; }
-	cyrus_pair populate "$D" alice 50 --seed 7 >"$D/populate.log" 2>&1 ||
-	    { cat "$D/populate.log" >&2; return 1; }
-	rm -f "$D/master/conf/sync/log"
+	ia_up "$D" --only master --sync-target "127.0.0.1:$PORT"
+	ia_populate cyrus_pair populate "$D" alice 50 --seed 7
 }
 
 teardown_file() {
 	local pid i
-	[[ -n ${D:-} ]] || D=$(cat "$BATS_FILE_TMPDIR/dir" 2>/dev/null) || true
-	[[ -n ${D:-} ]] || return 0
-	cyrus_pair down "$D" >/dev/null 2>&1 || true
+	ia_dir || return 0
 	if [[ -s $D/svc/launch.pid ]]; then
 		pid=$(<"$D/svc/launch.pid")
 		kill -TERM "$pid" 2>/dev/null || true
@@ -84,7 +69,7 @@ teardown_file() {
 		# setsid made master a process group leader: take what is left.
 		kill -KILL -- "-$pid" 2>/dev/null || true
 	fi
-	sp_rmtmp "$D"
+	ia_teardown
 }
 
 # our_processes: our sync_server processes serving this store.

@@ -11,49 +11,30 @@
 # The tests run in order.
 
 load ../helpers
+load interop
 
 setup_file() {
-	if ((EUID != 0)); then
-		echo "the Cyrus peer needs root (cyrus-pair up)" >&2
-		return 1
-	fi
-	D=$(sp_tmpdir)
-	export D
-	echo "$D" >"$BATS_FILE_TMPDIR/dir"
-	cyrus_pair up "$D" >"$D/up.log" 2>&1 ||
-	    { cat "$D/up.log" >&2; return 1; }
-	{
-		cyrus_pair populate "$D" alice 50 &&
-		# bob: a second user, who can read alice's INBOX.
-		cyrus_pair populate "$D" bob 5 --plain --seed 8 &&
-		cyrus_pair act "$D" master alice setacl INBOX bob lrs
-	} >"$D/populate.log" 2>&1 || { cat "$D/populate.log" >&2; return 1; }
-	rm -f "$D/master/conf/sync/log"
-	# shellcheck disable=SC1091
-	. "$D/ports.env"
+	ia_workdir
+	ia_up "$D"
+	ia_populate populate
 	# The master's own imapd.conf (sync_host, sync_authname, the log)
 	# plus where our tools read the master's state.
-	export M=$D/master-syncpipe.conf
-	cat >"$M" <<-EOF
-	@include: $D/master/imapd.conf
-	sync_source_host: 127.0.0.1:$MASTER_CSYNC_PORT
-	sync_source_authname: $REPL_USER
-	sync_source_password: $REPL_PASS
-	EOF
+	ia_source_conf
+}
+
+# populate: alice, and bob, a second user, who can read alice's INBOX.
+populate() {
+	cyrus_pair populate "$D" alice 50 &&
+	cyrus_pair populate "$D" bob 5 --plain --seed 8 &&
+	cyrus_pair act "$D" master alice setacl INBOX bob lrs
 }
 
 teardown_file() {
-	[[ -n ${D:-} ]] || D=$(cat "$BATS_FILE_TMPDIR/dir" 2>/dev/null) || true
-	[[ -n ${D:-} ]] || return 0
-	cyrus_pair down "$D" >/dev/null 2>&1 || true
-	sp_rmtmp "$D"
+	ia_teardown
 }
 
 setup() {
-	ROOT=$(sp_project_root)
-	TAIL=$ROOT/cmd/synclog-tail/synclog-tail
-	PLAN=$ROOT/cmd/sync-plan/sync-plan
-	SEND=$ROOT/cmd/sync-send/sync-send
+	ia_tools
 }
 
 act() {

@@ -21,58 +21,32 @@ load ../helpers
 load interop
 
 setup_file() {
-	if ((EUID != 0)); then
-		echo "the Cyrus peer needs root (cyrus-pair up)" >&2
-		return 1
-	fi
-	D=$(sp_tmpdir)
-	export D
-	echo "$D" >"$BATS_FILE_TMPDIR/dir"
-	PORT=$(sp_freeport)
-	export PORT
-	export OURS=$D/ours
-	mkdir -p "$OURS" "$D/rec"
-	sp_conf "$OURS/imapd.conf" syncpipe-test
-	sp_sasluser "$OURS/conf/sasldb2" syncpipe-test repluser replpass
+	ia_workdir
+	mkdir -p "$D/rec"
 	# Listening too, for the comparisons over csync.
-	sp_server_start "$OURS/imapd.conf" "$PORT"
-	cyrus_pair up "$D" --only master --sync-target "127.0.0.1:$PORT" \
-	    >"$D/up.log" 2>&1 || { cat "$D/up.log" >&2; return 1; }
-	{
-		cyrus_pair populate "$D" alice 30 --seed 11 &&
-		# Archive/2023 gets a message for sure (renamed, then deleted).
-		cyrus_pair act "$D" master alice append Archive/2023 1 &&
-		# bob: the second user, who can read alice's INBOX.
-		cyrus_pair populate "$D" bob 5 --plain --seed 12 &&
-		cyrus_pair act "$D" master alice setacl INBOX bob lrs
-	} >"$D/populate.log" 2>&1 || { cat "$D/populate.log" >&2; return 1; }
-	rm -f "$D/master/conf/sync/log"
-	# shellcheck disable=SC1091
-	. "$D/ports.env"
+	ia_our_server
+	ia_up "$D" --only master --sync-target "127.0.0.1:$PORT"
+	ia_populate populate
 	# The master's own imapd.conf (its sync log) plus where our tools
 	# read the master's state.
-	export M=$D/master-syncpipe.conf
-	cat >"$M" <<-EOF
-	@include: $D/master/imapd.conf
-	sync_source_host: 127.0.0.1:$MASTER_CSYNC_PORT
-	sync_source_authname: $REPL_USER
-	sync_source_password: $REPL_PASS
-	EOF
+	ia_source_conf
+}
+
+# populate: alice, whose Archive/2023 gets a message for sure (renamed,
+# then deleted), and bob, the second user, who can read alice's INBOX.
+populate() {
+	cyrus_pair populate "$D" alice 30 --seed 11 &&
+	cyrus_pair act "$D" master alice append Archive/2023 1 &&
+	cyrus_pair populate "$D" bob 5 --plain --seed 12 &&
+	cyrus_pair act "$D" master alice setacl INBOX bob lrs
 }
 
 teardown_file() {
-	[[ -n ${D:-} ]] || D=$(cat "$BATS_FILE_TMPDIR/dir" 2>/dev/null) || true
-	[[ -n ${D:-} ]] || return 0
-	cyrus_pair down "$D" >/dev/null 2>&1 || true
-	sp_server_stop "$D/ours/imapd.conf"
-	sp_rmtmp "$D"
+	ia_teardown ours
 }
 
 setup() {
-	ROOT=$(sp_project_root)
-	CLIENT=$ROOT/cmd/sync_client/sync_client
-	PLAN=$ROOT/cmd/sync-plan/sync-plan
-	STORE=$ROOT/cmd/sync-store/sync-store
+	ia_tools
 	# Our replica, spawned by the client.
 	E="$(sp_sync_server_bin) -C $OURS/imapd.conf"
 }
@@ -143,41 +117,10 @@ quiet() {
 	fi
 }
 
-# no_sieve_mailbox: csync.py output without the MAILBOX items of #sieve
-# mailboxes.
-no_sieve_mailbox() {
-	awk '
-		/^MAILBOX \{$/ { blk = $0 "\n"; inb = 1; skip = 0; next }
-		inb { blk = blk $0 "\n" }
-		inb && /"MBOXNAME": ".*\.#sieve/ { skip = 1 }
-		inb && /^\}$/ { if (!skip) printf "%s", blk; inb = 0; next }
-		!inb { print }
-	'
-}
-
-# cmp_user USER [EXTRA_MBOX...]: as ia_compare_user (interop.bash), with
-# the #sieve mailboxes left out.
+# cmp_user USER [EXTRA_MBOX...]: ia_compare_user (interop.bash) with the
+# #sieve mailboxes left out.
 cmp_user() {
-	local user=$1 out=$D/cmp
-	local -a cmds
-	shift
-	mkdir -p "$out"
-	{
-		ia_master --mboxnames "GET USER $user" || true
-		printf '%s\n' "$@"
-	} | sed '/^$/d' | grep -v '\.#sieve' | sort -u >"$out/mboxes.$user"
-	cmds=("GET USER $user" "GET META $user")
-	mapfile -t -O 2 cmds < <(sed 's/^/GET FULLMAILBOX /' "$out/mboxes.$user")
-	ia_master --sort "${cmds[@]}" | ia_norm | no_sieve_mailbox \
-	    >"$out/$user.master" || true
-	ia_ours --sort "${cmds[@]}" | ia_norm | no_sieve_mailbox \
-	    >"$out/$user.ours" || true
-	grep -q '^= ' "$out/$user.master" || {
-		echo "no answer from the master"
-		return 1
-	}
-	ia_diff "GET USER/META/FULLMAILBOX $user" "$out/$user.master" \
-	    "$out/$user.ours"
+	ia_compare_user --no-sieve "$@"
 }
 
 # cmp_sieve USER: the same sieve scripts on both sides.

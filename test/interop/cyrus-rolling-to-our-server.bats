@@ -13,39 +13,24 @@ load interop
 
 setup_file() {
 	export CYRUS_PAIR_SYNC_TIMEOUT=${CYRUS_PAIR_SYNC_TIMEOUT:-120}
-	if ((EUID != 0)); then
-		echo "the Cyrus peers need root (cyrus-pair up)" >&2
-		return 1
-	fi
-	D=$(sp_tmpdir)
-	export D
-	echo "$D" >"$BATS_FILE_TMPDIR/dir"
-	PORT=$(sp_freeport)
-	export PORT
-	export OURS=$D/ours
-	mkdir -p "$OURS" "$D/rec"
-	sp_conf "$OURS/imapd.conf" syncpipe-test
-	sp_sasluser "$OURS/conf/sasldb2" syncpipe-test repluser replpass
-	sp_server_start "$OURS/imapd.conf" "$PORT"
-	cyrus_pair up "$D" --only master --sync-target "127.0.0.1:$PORT" \
-	    >"$D/up.log" 2>&1 || { cat "$D/up.log" >&2; return 1; }
-	{
-		cyrus_pair populate "$D" alice 40 --seed 7 &&
-		# Archive/2023 gets a message for sure (renamed, then deleted).
-		cyrus_pair act "$D" master alice append Archive/2023 1 &&
-		# bob: the second user, who can read alice's INBOX.
-		cyrus_pair populate "$D" bob 5 --plain --seed 8 &&
-		cyrus_pair act "$D" master alice setacl INBOX bob lrs
-	} >"$D/populate.log" 2>&1 || { cat "$D/populate.log" >&2; return 1; }
-	rm -f "$D/master/conf/sync/log"
+	ia_workdir
+	mkdir -p "$D/rec"
+	ia_our_server
+	ia_up "$D" --only master --sync-target "127.0.0.1:$PORT"
+	ia_populate populate
+}
+
+# populate: alice, whose Archive/2023 gets a message for sure (renamed,
+# then deleted), and bob, the second user, who can read alice's INBOX.
+populate() {
+	cyrus_pair populate "$D" alice 40 --seed 7 &&
+	cyrus_pair act "$D" master alice append Archive/2023 1 &&
+	cyrus_pair populate "$D" bob 5 --plain --seed 8 &&
+	cyrus_pair act "$D" master alice setacl INBOX bob lrs
 }
 
 teardown_file() {
-	[[ -n ${D:-} ]] || D=$(cat "$BATS_FILE_TMPDIR/dir" 2>/dev/null) || true
-	[[ -n ${D:-} ]] || return 0
-	cyrus_pair down "$D" >/dev/null 2>&1 || true
-	sp_server_stop "$D/ours/imapd.conf"
-	sp_rmtmp "$D"
+	ia_teardown ours
 }
 
 act() {

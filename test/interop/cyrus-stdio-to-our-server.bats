@@ -16,25 +16,15 @@ load interop
 
 setup_file() {
 	export CYRUS_PAIR_SYNC_TIMEOUT=${CYRUS_PAIR_SYNC_TIMEOUT:-120}
-	if ((EUID != 0)); then
-		echo "the Cyrus peers need root (cyrus-pair up)" >&2
-		return 1
-	fi
 	if ! command -v systemd-socket-activate >/dev/null; then
 		echo "systemd-socket-activate is needed" >&2
 		return 1
 	fi
-	D=$(sp_tmpdir)
-	export D
-	echo "$D" >"$BATS_FILE_TMPDIR/dir"
+	ia_workdir
 	mkdir -p "$D/rec" "$D/ours" "$D/unix"
 
 	# TCP: one sync_server per connection, stdin/stdout the socket.
-	PORT=$(sp_freeport)
-	export PORT
-	export OURS=$D/ours
-	sp_conf "$OURS/imapd.conf" syncpipe-test
-	sp_sasluser "$OURS/conf/sasldb2" syncpipe-test repluser replpass
+	ia_our_conf
 	inetd_start "$OURS" "127.0.0.1:$PORT"
 
 	# UNIX-domain socket, reachable by the cyrus user sync_client runs as.
@@ -43,20 +33,15 @@ setup_file() {
 	inetd_start "$D/unix" "$SOCK"
 	chmod 666 "$SOCK"
 
-	cyrus_pair up "$D" --only master --sync-target "127.0.0.1:$PORT" \
-	    >"$D/up.log" 2>&1 || { cat "$D/up.log" >&2; return 1; }
-	cyrus_pair populate "$D" alice 50 --seed 5 >"$D/populate.log" 2>&1 ||
-	    { cat "$D/populate.log" >&2; return 1; }
-	rm -f "$D/master/conf/sync/log"
+	ia_up "$D" --only master --sync-target "127.0.0.1:$PORT"
+	ia_populate cyrus_pair populate "$D" alice 50 --seed 5
 }
 
 teardown_file() {
-	[[ -n ${D:-} ]] || D=$(cat "$BATS_FILE_TMPDIR/dir" 2>/dev/null) || true
-	[[ -n ${D:-} ]] || return 0
-	cyrus_pair down "$D" >/dev/null 2>&1 || true
+	ia_dir || return 0
 	inetd_stop "$D/ours"
 	inetd_stop "$D/unix"
-	sp_rmtmp "$D"
+	ia_teardown
 }
 
 # inetd_start DIR ADDR: systemd-socket-activate listening on ADDR

@@ -12,36 +12,21 @@ load interop
 
 setup_file() {
 	export CYRUS_PAIR_SYNC_TIMEOUT=${CYRUS_PAIR_SYNC_TIMEOUT:-120}
-	if ((EUID != 0)); then
-		echo "the Cyrus peers need root (cyrus-pair up)" >&2
-		return 1
-	fi
-	D=$(sp_tmpdir)
-	export D
-	echo "$D" >"$BATS_FILE_TMPDIR/dir"
+	ia_workdir
 	mkdir -p "$D/rec" "$D/tls" "$D/plain"
-	openssl req -x509 -newkey rsa:2048 -nodes -days 2 \
-	    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
-	    -keyout "$D/key.pem" -out "$D/cert.pem" >/dev/null 2>&1
-	chmod 644 "$D/cert.pem"
+	ia_tls_cert
 
 	# Our TLS-only server.
 	TLS_PORT=$(sp_freeport)
 	export TLS_PORT
-	sp_conf "$D/tls/imapd.conf" syncpipe-test
-	sed -i 's/^allowplaintext: yes$/allowplaintext: no/' "$D/tls/imapd.conf"
-	cat >>"$D/tls/imapd.conf" <<-EOF
-	tls_server_cert: $D/cert.pem
-	tls_server_key: $D/key.pem
-	EOF
-	sp_sasluser "$D/tls/conf/sasldb2" syncpipe-test repluser replpass
+	ia_server_conf "$D/tls"
+	ia_tls_only "$D/tls/imapd.conf"
 	sp_server_start "$D/tls/imapd.conf" "$TLS_PORT"
 
 	# Our plain TCP server (COMPRESS DEFLATE on offer, the default).
 	PLAIN_PORT=$(sp_freeport)
 	export PLAIN_PORT
-	sp_conf "$D/plain/imapd.conf" syncpipe-test
-	sp_sasluser "$D/plain/conf/sasldb2" syncpipe-test repluser replpass
+	ia_server_conf "$D/plain"
 	sp_server_start "$D/plain/imapd.conf" "$PLAIN_PORT"
 
 	# Cyrus 3.6.1's sync_client does STARTTLS whenever the server offers
@@ -51,21 +36,13 @@ setup_file() {
 	cat >"$D/master-tls.conf" <<-EOF
 	tls_client_ca_file: $D/cert.pem
 	EOF
-	cyrus_pair up "$D" --only master --sync-target "127.0.0.1:$TLS_PORT" \
-	    --master-conf "$D/master-tls.conf" >"$D/up.log" 2>&1 ||
-	    { cat "$D/up.log" >&2; return 1; }
-	cyrus_pair populate "$D" alice 30 --seed 11 >"$D/populate.log" 2>&1 ||
-	    { cat "$D/populate.log" >&2; return 1; }
-	rm -f "$D/master/conf/sync/log"
+	ia_up "$D" --only master --sync-target "127.0.0.1:$TLS_PORT" \
+	    --master-conf "$D/master-tls.conf"
+	ia_populate cyrus_pair populate "$D" alice 30 --seed 11
 }
 
 teardown_file() {
-	[[ -n ${D:-} ]] || D=$(cat "$BATS_FILE_TMPDIR/dir" 2>/dev/null) || true
-	[[ -n ${D:-} ]] || return 0
-	cyrus_pair down "$D" >/dev/null 2>&1 || true
-	sp_server_stop "$D/tls/imapd.conf"
-	sp_server_stop "$D/plain/imapd.conf"
-	sp_rmtmp "$D"
+	ia_teardown tls plain
 }
 
 # banner PORT [STARTTLS]: our server's banner lines (and, with STARTTLS,
@@ -93,6 +70,17 @@ banner() {
 	    print("[tls]")
 	    lines()
 	EOF
+}
+
+# sent_nothing OUTPUT: the protocol log of a sync_client -v -v -u alice
+# shows its GET USER alice, and no APPLY (but APPLY CAPABILITIES),
+# RESTORE or RESERVE.
+sent_nothing() {
+	local extra
+	grep -q 'GET USER alice' <<<"$1" || return 1
+	extra=$(printf '%s\n' "$1" | grep -E '(APPLY|RESTORE|RESERVE) ' |
+	    grep -v 'APPLY CAPABILITIES' || true)
+	[[ -z $extra ]] || { printf '%s\n' "$extra" | cut -c1-200; false; }
 }
 
 @test "TLS-only server: no mechanism before STARTTLS, PLAIN after, no COMPRESS under TLS" {
@@ -150,10 +138,7 @@ banner() {
 	grep -q '^C: STARTTLS' "$D/rec/tls2.txt"
 	# The recording is ciphertext after STARTTLS: judge from the client's
 	# protocol log instead.
-	grep -q 'GET USER alice' <<<"$output"
-	extra=$(printf '%s\n' "$output" | grep -E '(APPLY|RESTORE|RESERVE) ' |
-	    grep -v 'APPLY CAPABILITIES' || true)
-	[[ -z $extra ]] || { printf '%s\n' "$extra" | cut -c1-200; false; }
+	sent_nothing "$output"
 }
 
 @test "plain TCP: Cyrus sync_client compresses (COMPRESS DEFLATE) and succeeds" {
@@ -240,10 +225,7 @@ banner() {
 	run cyrus_pair sync "$D" --record "$D/rec/tls-roll2.txt" -v -v -u alice
 	[[ $status -eq 0 ]]
 	grep -q '^C: STARTTLS' "$D/rec/tls-roll2.txt"
-	grep -q 'GET USER alice' <<<"$output"
-	extra=$(printf '%s\n' "$output" | grep -E '(APPLY|RESTORE|RESERVE) ' |
-	    grep -v 'APPLY CAPABILITIES' || true)
-	[[ -z $extra ]] || { printf '%s\n' "$extra" | cut -c1-200; false; }
+	sent_nothing "$output"
 }
 
 @test "rolling over COMPRESS: our server describes alice as the master does; -u sends nothing" {

@@ -58,32 +58,54 @@ ia_norm() {
 	'
 }
 
-# ia_compare_user USER [EXTRA_MBOX...]: GET USER, GET META, GET QUOTA
-# of the user's quota root (user.USER), and GET FULLMAILBOX of every
-# mailbox the master lists for USER plus the EXTRA_MBOXes (internal
-# names, e.g. DELETED.user.alice.X.5F00...), master vs ours, field by
-# field (data items sorted per command).  One connection per side for
-# all of it.  Output under $D/cmp/ (mboxes.USER, USER.master,
-# USER.ours); returns 1 on any difference.
+# ia_compare_user [--no-sieve] USER [EXTRA_MBOX...]: GET USER, GET META,
+# GET QUOTA of the user's quota root (user.USER), and GET FULLMAILBOX of
+# every mailbox the master lists for USER plus the EXTRA_MBOXes
+# (internal names, e.g. DELETED.user.alice.X.5F00...), master vs ours,
+# field by field (data items sorted per command).  One connection per
+# side for all of it.  Output under $D/cmp/ (mboxes.USER, USER.master,
+# USER.ours); returns 1 on any difference.  --no-sieve, for a replica
+# that got the sieve scripts as APPLY SIEVE and has no #sieve mailbox:
+# the #sieve mailboxes are left out, and so is GET QUOTA.
 ia_compare_user() {
-	local user=$1 out=$D/cmp
+	local user out=$D/cmp nosieve=0 keep=cat
 	local -a cmds
+	if [[ ${1-} == --no-sieve ]]; then
+		nosieve=1 keep=ia_no_sieve_mailbox
+		shift
+	fi
+	user=$1
 	shift
 	mkdir -p "$out"
 	{
 		ia_master --mboxnames "GET USER $user" || true
 		printf '%s\n' "$@"
-	} | sed '/^$/d' | sort -u >"$out/mboxes.$user"
-	cmds=("GET USER $user" "GET META $user" "GET QUOTA user.${user//./^}")
-	mapfile -t -O 3 cmds < <(sed 's/^/GET FULLMAILBOX /' "$out/mboxes.$user")
-	ia_master --sort "${cmds[@]}" | ia_norm >"$out/$user.master" || true
-	ia_ours --sort "${cmds[@]}" | ia_norm >"$out/$user.ours" || true
+	} | sed '/^$/d' |
+	    if ((nosieve)); then grep -v '\.#sieve'; else cat; fi |
+	    sort -u >"$out/mboxes.$user"
+	cmds=("GET USER $user" "GET META $user")
+	((nosieve)) || cmds+=("GET QUOTA user.${user//./^}")
+	mapfile -t -O "${#cmds[@]}" cmds < <(sed 's/^/GET FULLMAILBOX /' "$out/mboxes.$user")
+	ia_master --sort "${cmds[@]}" | ia_norm | "$keep" >"$out/$user.master" || true
+	ia_ours --sort "${cmds[@]}" | ia_norm | "$keep" >"$out/$user.ours" || true
 	grep -q '^= ' "$out/$user.master" || {
 		echo "no answer from the master"
 		return 1
 	}
 	ia_diff "GET USER/META/FULLMAILBOX $user" "$out/$user.master" \
 	    "$out/$user.ours"
+}
+
+# ia_no_sieve_mailbox: csync.py output without the MAILBOX items of
+# #sieve mailboxes.
+ia_no_sieve_mailbox() {
+	awk '
+		/^MAILBOX \{$/ { blk = $0 "\n"; inb = 1; skip = 0; next }
+		inb { blk = blk $0 "\n" }
+		inb && /"MBOXNAME": ".*\.#sieve/ { skip = 1 }
+		inb && /^\}$/ { if (!skip) printf "%s", blk; inb = 0; next }
+		!inb { print }
+	'
 }
 
 # ia_bodies MBOX...: every live body on our server has the master's GUID
@@ -159,4 +181,156 @@ banner_then_get() {
 	print(f.readline().decode().rstrip("\r\n"))
 	print(f.readline().decode().rstrip("\r\n"))
 	EOF
+}
+
+# ia_workdir: the start of setup_file: fail unless root (cyrus-pair up
+# starts Cyrus's master as root), then make the work directory, exported
+# as D; its path is kept in $BATS_FILE_TMPDIR/dir for ia_dir.
+ia_workdir() {
+	if ((EUID != 0)); then
+		echo "the Cyrus peers need root (cyrus-pair up)" >&2
+		return 1
+	fi
+	D=$(sp_tmpdir) || return 1
+	export D
+	echo "$D" >"$BATS_FILE_TMPDIR/dir"
+}
+
+# ia_dir: in teardown_file, set D to the work directory of ia_workdir;
+# false when there is none.
+ia_dir() {
+	[[ -n ${D:-} ]] || D=$(cat "$BATS_FILE_TMPDIR/dir" 2>/dev/null) || true
+	[[ -n ${D:-} ]]
+}
+
+# ia_teardown [SUB...]: the end of teardown_file: take down the Cyrus
+# instances of $D (if cyrus-pair up got as far as its ports.env), stop
+# our sync_server of each $D/SUB/imapd.conf (sp_server_start), and
+# remove $D.
+ia_teardown() {
+	local sub
+	ia_dir || return 0
+	if [[ -e $D/ports.env ]]; then
+		cyrus_pair down "$D" >/dev/null 2>&1 || true
+	fi
+	for sub; do
+		sp_server_stop "$D/$sub/imapd.conf"
+	done
+	sp_rmtmp "$D"
+}
+
+# ia_up DIR [OPTION...]: cyrus-pair up DIR OPTIONs, its output in
+# DIR/up.log, shown on failure.
+ia_up() {
+	cyrus_pair up "$@" >"$1/up.log" 2>&1 ||
+	    { cat "$1/up.log" >&2; return 1; }
+}
+
+# ia_populate CMD [ARG...]: the data the tests start from, made by CMD
+# (e.g. cyrus_pair populate "$D" alice 30, or a function of the test
+# file); its output in $D/populate.log, shown on failure.  Then the Cyrus
+# master's sync log, if any, is removed: what it holds later, the tests
+# did.
+ia_populate() {
+	"$@" >"$D/populate.log" 2>&1 ||
+	    { cat "$D/populate.log" >&2; return 1; }
+	rm -f "$D/master/conf/sync/log"
+}
+
+# ia_server_conf DIR [LINE...]: DIR/imapd.conf for our sync_server, as
+# sp_conf writes it (servername syncpipe-test) plus each LINE, and the
+# SASL user repluser (password replpass), as whom the Cyrus side logs in.
+ia_server_conf() {
+	local dir=$1
+	shift
+	mkdir -p "$dir" || return 1
+	sp_conf "$dir/imapd.conf" syncpipe-test || return 1
+	if (($#)); then
+		printf '%s\n' "$@" >>"$dir/imapd.conf" || return 1
+	fi
+	sp_sasluser "$dir/conf/sasldb2" syncpipe-test repluser replpass
+}
+
+# ia_our_conf [LINE...]: our store in $D/ours, exported as OURS, with
+# ia_server_conf's imapd.conf, and a free port of 127.0.0.1 for our
+# sync_server, exported as PORT.
+ia_our_conf() {
+	PORT=$(sp_freeport) || return 1
+	export PORT
+	export OURS=$D/ours
+	ia_server_conf "$OURS" "$@"
+}
+
+# ia_our_server [LINE...]: ia_our_conf, and our sync_server listening on
+# 127.0.0.1:$PORT (ia_teardown ours stops it).
+ia_our_server() {
+	ia_our_conf "$@" || return 1
+	sp_server_start "$OURS/imapd.conf" "$PORT"
+}
+
+# ia_source_conf: $D/master-syncpipe.conf, exported as M: the Cyrus
+# master's own imapd.conf (its sync log, sync_host...) plus where our
+# tools read the master's state (its csync service, as REPL_USER).
+# Sources $D/ports.env.
+ia_source_conf() {
+	# shellcheck disable=SC1091
+	. "$D/ports.env" || return 1
+	export M=$D/master-syncpipe.conf
+	cat >"$M" <<-EOF
+	@include: $D/master/imapd.conf
+	sync_source_host: 127.0.0.1:$MASTER_CSYNC_PORT
+	sync_source_authname: $REPL_USER
+	sync_source_password: $REPL_PASS
+	EOF
+}
+
+# ia_cyrus_replica: a Cyrus replica alone in $D (cyrus-pair up --only
+# replica), its csync service's address exported as TARGET, and our
+# store in $D/m as its master: $D/m/imapd.conf, exported as M, logs in
+# to the replica as REPL_USER.  Sources $D/ports.env.
+ia_cyrus_replica() {
+	ia_up "$D" --only replica || return 1
+	# shellcheck disable=SC1091
+	. "$D/ports.env" || return 1
+	export TARGET=127.0.0.1:$REPLICA_CSYNC_PORT
+	mkdir -p "$D/m" || return 1
+	export M=$D/m/imapd.conf
+	sp_conf "$M" syncpipe-master || return 1
+	cat >>"$M" <<-EOF
+	sync_authname: $REPL_USER
+	sync_password: $REPL_PASS
+	EOF
+}
+
+# ia_tls_cert: a self-signed certificate for 127.0.0.1 and localhost,
+# $D/cert.pem (readable by the cyrus user, for tls_client_ca_file), and
+# its key, $D/key.pem.
+ia_tls_cert() {
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 \
+	    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+	    -keyout "$D/key.pem" -out "$D/cert.pem" >/dev/null 2>&1 ||
+	    return 1
+	chmod 644 "$D/cert.pem"
+}
+
+# ia_tls_only CONF: our server of CONF (written by sp_conf) offers PLAIN
+# only under STARTTLS, with ia_tls_cert's certificate.
+ia_tls_only() {
+	sed -i 's/^allowplaintext: yes$/allowplaintext: no/' "$1" || return 1
+	cat >>"$1" <<-EOF
+	tls_server_cert: $D/cert.pem
+	tls_server_key: $D/key.pem
+	EOF
+}
+
+# ia_tools: for setup(): ROOT, the project, and the paths of our tools:
+# TAIL (synclog-tail), PLAN (sync-plan), SEND (sync-send), STORE
+# (sync-store) and CLIENT (sync_client).
+ia_tools() {
+	ROOT=$(sp_project_root)
+	TAIL=$ROOT/cmd/synclog-tail/synclog-tail
+	PLAN=$ROOT/cmd/sync-plan/sync-plan
+	SEND=$ROOT/cmd/sync-send/sync-send
+	STORE=$ROOT/cmd/sync-store/sync-store
+	CLIENT=$ROOT/cmd/sync_client/sync_client
 }

@@ -5,23 +5,18 @@
 # COMPRESS DEFLATE (-z).  The replica must end equal to the master.
 
 load ../helpers
+load interop
 
 setup_file() {
 	D=$(sp_tmpdir)
 	export D
 	echo "$D" >"$BATS_FILE_TMPDIR/dir"
-	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
-	    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-	    -keyout "$D/key.pem" -out "$D/cert.pem" >/dev/null 2>&1
+	ia_tls_cert
 	mkdir -p "$D/m" "$D/r"
 	export M=$D/m/imapd.conf R=$D/r/imapd.conf
 	sp_conf "$M" syncpipe-master
 	sp_conf "$R" syncpipe-replica
-	sed -i 's/^allowplaintext: yes$/allowplaintext: no/' "$R"
-	cat >>"$R" <<-EOF
-	tls_server_cert: $D/cert.pem
-	tls_server_key: $D/key.pem
-	EOF
+	ia_tls_only "$R"
 	sp_sasluser "$D/r/conf/sasldb2" syncpipe-replica repluser replpass
 	PORT=$(sp_freeport)
 	export TARGET=127.0.0.1:$PORT
@@ -35,17 +30,11 @@ setup_file() {
 }
 
 teardown_file() {
-	[[ -n ${D:-} ]] || D=$(cat "$BATS_FILE_TMPDIR/dir" 2>/dev/null) || true
-	[[ -n ${D:-} ]] || return 0
-	sp_server_stop "$D/r/imapd.conf"
-	sp_rmtmp "$D"
+	ia_teardown r
 }
 
 setup() {
-	ROOT=$(sp_project_root)
-	STORE=$ROOT/cmd/sync-store/sync-store
-	PLAN=$ROOT/cmd/sync-plan/sync-plan
-	SEND=$ROOT/cmd/sync-send/sync-send
+	ia_tools
 }
 
 deliver() {

@@ -24,39 +24,33 @@
 #      folder's line is emitted, every batch is whole and committed.
 
 load ../helpers
+load interop
 
 setup_file() {
 	export CYRUS_PAIR_SYNC_TIMEOUT=${CYRUS_PAIR_SYNC_TIMEOUT:-120}
-	if ((EUID != 0)); then
-		echo "the Cyrus peers need root (cyrus-pair up)" >&2
-		return 1
-	fi
-	D=$(sp_tmpdir)
-	export D
-	echo "$D" >"$BATS_FILE_TMPDIR/dir"
+	ia_workdir
 	# A private copy: a rebuild during the run must not pull the binary
 	# away from under it.
 	cp "$BATS_TEST_DIRNAME/../../cmd/synclog-tail/synclog-tail" "$D/synclog-tail"
-	cyrus_pair up "$D" >"$D/up.log" 2>&1 ||
-	    { cat "$D/up.log" >&2; return 1; }
-	{
-		cyrus_pair populate "$D" alice 10 --seed 11 &&
-		cyrus_pair sync "$D" -u alice
-	} >"$D/populate.log" 2>&1 || { cat "$D/populate.log" >&2; return 1; }
-	rm -f "$D/master/conf/sync/log"
+	ia_up "$D"
+	ia_populate populate
+}
+
+# populate: alice, fully synced to the replica.
+populate() {
+	cyrus_pair populate "$D" alice 10 --seed 11 &&
+	cyrus_pair sync "$D" -u alice
 }
 
 teardown_file() {
-	[[ -n ${D:-} ]] || D=$(cat "$BATS_FILE_TMPDIR/dir" 2>/dev/null) || true
-	[[ -n ${D:-} ]] || return 0
+	ia_dir || return 0
 	if [[ -s $D/tail.pid ]]; then
 		kill "$(cat "$D/tail.pid")" 2>/dev/null || true
 	fi
 	if [[ -s $D/sc.pid ]]; then
 		kill -KILL "$(cat "$D/sc.pid")" 2>/dev/null || true
 	fi
-	cyrus_pair down "$D" >/dev/null 2>&1 || true
-	sp_rmtmp "$D"
+	ia_teardown
 }
 
 setup() {
