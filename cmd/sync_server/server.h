@@ -75,9 +75,11 @@ void		 sv_log(int priority, const char *fmt, ...)
 #ifdef SYNCPIPE_FUZZ
 /* sync_server.c in the session fuzz target: main()'s set-up (settings,
  * SASL; logging to stderr when set), then one session on rfd/wfd,
- * returning its exit status. */
+ * returning its exit status.  With a store, the session works on it
+ * instead of opening one, and leaves it open. */
 int		 sv_fuzz_setup(const struct conf *, int logging);
-int		 sv_fuzz_session(const struct conf *, int rfd, int wfd);
+int		 sv_fuzz_session(const struct conf *, struct store *, int rfd,
+		    int wfd);
 #endif
 
 #endif

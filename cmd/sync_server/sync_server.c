@@ -56,12 +56,20 @@
 /*
  * Built into the session fuzz target (test/fuzz/fuzz_session.c), which
  * runs many sessions in one process: the log goes to stderr at most,
- * never to the system log.
+ * never to the system log.  A store the target keeps open from one
+ * session to the next (sv_fuzz_session()) stands in for the one
+ * session_run() would open, and is left open at the end.
  */
 #undef openlog
 #undef syslog
 #define openlog(ident, option, facility)	((void)0)
 #define syslog(priority, ...)			((void)0)
+
+static struct store	*sv_fuzz_store;
+#define store_open(conf, err, errlen)					\
+	(sv_fuzz_store != NULL ? sv_fuzz_store : store_open(conf, err, errlen))
+#define store_close(st)							\
+	((st) != sv_fuzz_store ? store_close(st) : (void)0)
 #endif
 
 #define SV_SERVICE	"syncserver"	/* config prefix: the cyrus.conf name */
@@ -1670,8 +1678,13 @@ sv_fuzz_setup(const struct conf *conf, int logging)
 }
 
 int
-sv_fuzz_session(const struct conf *conf, int rfd, int wfd)
+sv_fuzz_session(const struct conf *conf, struct store *st, int rfd, int wfd)
 {
-	return session_run(conf, rfd, wfd);
+	int rc;
+
+	sv_fuzz_store = st;
+	rc = session_run(conf, rfd, wfd);
+	sv_fuzz_store = NULL;
+	return rc;
 }
 #endif
