@@ -26,7 +26,7 @@ elapsed() {
 
 # A TCP port free on 127.0.0.1 right now.
 freeport() {
-	python3 -c 'import socket
+	"$PYTHON" -c 'import socket
 s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
@@ -38,11 +38,78 @@ cp_run() {
 	"$CP" "$@" 3>&-
 }
 
+# The interpreter python3 names, resolved once (a version manager's
+# wrapper costs a shell or two at every start), for the harness too.
+PYTHON=$(python3 -c 'import sys; print(sys.executable)')
+export PYTHON
+
 # settle: write back what earlier steps left dirty (a copied store, a
 # replica just set up) before a timed run, so that a replica's flushes
 # do not wait on another run's data.  Not part of any measured time.
 settle() {
 	sync
+}
+
+# phase NAME: close the phase open so far (its wall time to
+# $W/phases.tsv) and open NAME; "phase -" only closes.  A phase whose name
+# holds "timed" or "lag" measures: the trash is not emptied meanwhile.
+PHASE= PHASE_T0=
+phase() {
+	local t
+	t=$(now)
+	if [[ -n $PHASE ]]; then
+		printf '%s\t%s\n' "$PHASE" "$(elapsed "$PHASE_T0" "$t")" >>"$W/phases.tsv"
+	fi
+	PHASE=$1 PHASE_T0=$t
+	[[ $1 == - ]] && PHASE=
+	case $PHASE in
+	*timed*|*lag*) trash_pause ;;
+	*) trash_resume ;;
+	esac
+	[[ -z $PHASE ]] || bench_log "phase: $PHASE"
+}
+
+# The trash: removing a store or a Cyrus instance (tens of thousands of
+# files) takes a minute or more here, so what is done with is moved
+# under $W/trash at once and removed by one process in its own session,
+# stopped (SIGSTOP to its process group) while a phase measures and
+# continued otherwise.  trash_empty: wait until it is empty.
+TRASH_PID= TRASH_N=0
+trash_start() {
+	mkdir -p "$W/trash"
+	setsid bash -c 'while [[ -d $1 ]]; do
+		for d in "$1"/*; do [[ -e $d ]] && rm -rf "$d"; done
+		sleep 0.5
+	done' trash "$W/trash" </dev/null >/dev/null 2>&1 &
+	TRASH_PID=$!
+}
+trash() {
+	local d
+	for d in "$@"; do
+		[[ -e $d ]] || continue
+		TRASH_N=$((TRASH_N + 1))
+		mv "$d" "$W/trash/$TRASH_N.${d##*/}" 2>/dev/null || rm -rf "$d"
+	done
+}
+trash_pause() {
+	[[ -n $TRASH_PID ]] && kill -STOP -- "-$TRASH_PID" 2>/dev/null
+	true
+}
+trash_resume() {
+	[[ -n $TRASH_PID ]] && kill -CONT -- "-$TRASH_PID" 2>/dev/null
+	true
+}
+trash_empty() {
+	trash_resume
+	while [[ -n $(ls -A "$W/trash" 2>/dev/null) ]]; do sleep 0.5; done
+}
+trash_stop() {
+	[[ -n $TRASH_PID ]] || return 0
+	kill -CONT -- "-$TRASH_PID" 2>/dev/null
+	kill -TERM -- "-$TRASH_PID" 2>/dev/null
+	wait "$TRASH_PID" 2>/dev/null
+	TRASH_PID=
+	true
 }
 
 # --- our store and server -------------------------------------------------
@@ -119,6 +186,28 @@ store_as_master() {
 	rm -rf "$dst/conf/sync"
 }
 
+# store_make_master DIR: turn the (stopped) store DIR into a master in
+# place: sync_log on from now, credentials for the replica.
+store_make_master() {
+	cat >>"$1/imapd.conf" <<-EOF
+	sync_log: 1
+	sync_authname: repluser
+	sync_password: replpass
+	EOF
+	rm -rf "$1/conf/sync"
+}
+
+# store_fill DIR MBOX MSGDIR FIRST COUNT: create MBOX and deliver
+# MSGDIR/FIRST .. MSGDIR/FIRST+COUNT-1 into it, durable batches of up to
+# 4,000 files (one deliver takes at most 4,095).
+store_fill() {
+	local dir=$1 mbox=$2 msgs=$3 first=$4 count=$5
+	"$ROOT/cmd/sync-store/sync-store" -C "$dir/imapd.conf" create "$mbox" >/dev/null ||
+	    return 1
+	(cd "$msgs" && seq "$first" $((first + count - 1)) | xargs -n 4000 \
+	    "$ROOT/cmd/sync-store/sync-store" -C "$dir/imapd.conf" deliver "$mbox" >/dev/null)
+}
+
 # store_count DIR USER: message records of USER in our store.
 store_count() {
 	"$ROOT/cmd/sync-store/sync-store" -C "$1/imapd.conf" dump "$2" |
@@ -136,15 +225,101 @@ store_check() {
 
 # --- Cyrus ------------------------------------------------------------------
 
-# cy_replica_new DIR: a fresh Cyrus replica; prints its csync port.
-cy_replica_new() {
-	cp_run up "$1" --only replica >"$1.up.log" 2>&1 || { cat "$1.up.log" >&2; die "cyrus-pair up $1"; }
+# The harness compiles its syslog shim into every new instance directory;
+# the first one built is kept in $W/shim and put in place beforehand for
+# the others (cy_shim DIR: keep or place it).
+cy_shim() {
+	local so=lib/cyrus-pair-syslog.so
+	if [[ -f $W/shim/$so ]]; then
+		[[ -f $1/$so ]] && return 0
+		mkdir -p "$1/lib"; chmod 755 "$1" "$1/lib"
+		cp -p "$W/shim/$so" "$1/$so"
+	elif [[ -f $1/$so ]]; then
+		mkdir -p "$W/shim/lib"
+		cp -p "$1/$so" "$W/shim/$so"
+	fi
+}
+
+# cy_up DIR ARGS...: cyrus-pair up DIR ARGS, its output in DIR.up.log.
+cy_up() {
+	local d=$1
+	shift
+	cy_shim "$d"
+	cp_run up "$d" "$@" >"$d.up.log" 2>&1 || { cat "$d.up.log" >&2; return 1; }
+	cy_shim "$d"
+}
+
+# cy_start DIR ARGS...: cy_up in the background (its pid added to
+# CY_PIDS); returns once DIR's ports are taken (ports.env written), so that
+# the next instance started picks its own.  cy_wait: wait for all of them.
+# Only ever between timed runs.
+CY_PIDS=()
+cy_start() {
+	local d=$1 p
+	cy_up "$@" & p=$!
+	CY_PIDS+=("$p")
+	while [[ ! -s $d/ports.env ]] && kill -0 "$p" 2>/dev/null; do
+		sleep 0.05
+	done
+}
+cy_wait() {
+	local p bad=
+	for p in "${CY_PIDS[@]}"; do wait "$p" || bad=1; done
+	CY_PIDS=()
+	[[ -z $bad ]] || die "cyrus-pair up of an instance failed"
+}
+
+# cy_port DIR: the csync port of DIR's replica.
+cy_port() {
 	(. "$1/ports.env" && echo "$REPLICA_CSYNC_PORT")
 }
 
 cy_down() {
 	[[ -d $1 ]] && cp_run down "$1" >/dev/null 2>&1
-	rm -rf "$1" "$1.up.log"
+	trash "$1"
+	rm -f "$1.up.log" "$1.dump"
+}
+
+# cy_downs DIR...: cy_down of each, side by side.
+cy_downs() {
+	local d p pids=()
+	for d in "$@"; do cy_down "$d" & pids+=($!); done
+	for p in "${pids[@]}"; do wait "$p" || true; done
+}
+
+# cy_downs_bg DIR...: cy_down of each in the background; the next cy_wait
+# (before any timed run) waits for them too.
+cy_downs_bg() {
+	local d
+	for d in "$@"; do cy_down "$d" & CY_PIDS+=($!); done
+}
+
+# cy_checks MASTERDUMP USER DIR...: cy_check of each replica, side by side;
+# fails if one does.
+cy_checks() {
+	local dump=$1 user=$2 d p pids=() bad=
+	shift 2
+	for d in "$@"; do
+		cy_check "$d" "$user" "$dump" & pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p" || bad=1; done
+	[[ -z $bad ]]
+}
+
+# dump_matches DUMP MSGDIR N: the Cyrus dump DUMP holds N messages whose
+# bodies are exactly the files MSGDIR/0 .. N-1 (by SHA-1 with bodies in the
+# dump, else by EMAILID, which is "M" and the first 24 hex digits of it).
+dump_matches() {
+	local dump=$1 msgs=$2 n=$3 got
+	got=$(grep -c '^  msg ' "$dump" || true)
+	[[ $got == "$n" ]] || { bench_log "$dump: $got messages, want $n"; return 1; }
+	if grep -q '^  msg .* sha1=' "$dump"; then
+		cmp -s <(awk '/^  msg /{ for (i = 1; i <= NF; i++) if ($i ~ /^sha1=/) print substr($i, 6) }' "$dump" | sort) \
+		    <(cd "$msgs" && seq 0 $((n - 1)) | xargs sha1sum | awk '{ print $1 }' | sort)
+	else
+		cmp -s <(awk '/^  msg /{ for (i = 1; i <= NF; i++) if ($i ~ /^emailid=/) print substr($i, 9) }' "$dump" | sort) \
+		    <(cd "$msgs" && seq 0 $((n - 1)) | xargs sha1sum | awk '{ print "M" substr($1, 1, 24) }' | sort)
+	fi || { bench_log "$dump: the bodies are not those delivered from $msgs"; return 1; }
 }
 
 # cy_count DIR SIDE USER: messages of USER over IMAP.
