@@ -107,7 +107,7 @@ trash_stop() {
 	[[ -n $TRASH_PID ]] || return 0
 	kill -CONT -- "-$TRASH_PID" 2>/dev/null
 	kill -TERM -- "-$TRASH_PID" 2>/dev/null
-	wait "$TRASH_PID" 2>/dev/null
+	wait "$TRASH_PID" 2>/dev/null || true
 	TRASH_PID=
 	true
 }
