@@ -280,13 +280,6 @@ cy_down() {
 	rm -f "$1.up.log" "$1.dump"
 }
 
-# cy_downs DIR...: cy_down of each, side by side.
-cy_downs() {
-	local d p pids=()
-	for d in "$@"; do cy_down "$d" & pids+=($!); done
-	for p in "${pids[@]}"; do wait "$p" || true; done
-}
-
 # cy_downs_bg DIR...: cy_down of each in the background; the next cy_wait
 # (before any timed run) waits for them too.
 cy_downs_bg() {
