@@ -36,6 +36,7 @@
 #define STORE_DBNAME		"syncpipe.db"
 #define STORE_SCHEMA_VERSION	1
 #define STORE_BUSY_MS		10000
+#define STORE_WAL_RETRY_MS	10	/* between tries of the WAL switch */
 
 /* Limits on what may enter the store. */
 #define STORE_MAX_VALUE		(16u * 1024 * 1024)	/* annotation, sieve */
@@ -636,6 +637,28 @@ store_log_flush(struct store *s)
 /* ------------------------------------------------------------------ open */
 
 /*
+ * Put the database in WAL mode.  Two openers of a new database can
+ * both hold a shared lock while each wants the exclusive one the
+ * switch needs; SQLite then answers one of them SQLITE_BUSY at once,
+ * without its busy handler, so the wait is done here.
+ */
+static int
+store_wal(struct store *s)
+{
+	int waited;
+
+	for (waited = 0;; waited += STORE_WAL_RETRY_MS) {
+		if (sqlite3_exec(s->db, "PRAGMA journal_mode = WAL", NULL,
+		    NULL, NULL) == SQLITE_OK)
+			return 0;
+		if ((sqlite3_errcode(s->db) & 0xff) != SQLITE_BUSY ||
+		    waited >= STORE_BUSY_MS)
+			return store_dberr(s, "PRAGMA journal_mode = WAL");
+		sqlite3_sleep(STORE_WAL_RETRY_MS);
+	}
+}
+
+/*
  * Open or create the store of conf; NULL with err set on failure.
  */
 struct store *
@@ -677,7 +700,7 @@ store_open(const struct conf *conf, char *err, size_t errlen)
 	 * commits on power loss, and a replica that acknowledged an APPLY
 	 * must still have it afterwards.
 	 */
-	if (store_exec(s, "PRAGMA journal_mode = WAL") == -1 ||
+	if (store_wal(s) == -1 ||
 	    store_exec(s, "PRAGMA synchronous = FULL") == -1 ||
 	    store_exec(s, "PRAGMA foreign_keys = ON") == -1)
 		goto failmsg;

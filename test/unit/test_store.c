@@ -5,6 +5,7 @@
  */
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -436,6 +437,69 @@ test_rename_partition(struct store *s)
 	    store_commit(s) == 0, "move back: present bodies not copied");
 }
 
+/*
+ * Several processes opening a store that does not exist yet, all at
+ * once (a replica's first connections): every one must succeed.
+ */
+#define RACE_ROUNDS	40
+#define RACE_OPENERS	8
+
+static void
+test_concurrent_open(void)
+{
+	char dir[512], cfg[1280], err[256], db[600];
+	struct conf *conf;
+	struct store *s;
+	int go[2], round, i, st, failed = 0;
+	pid_t pid;
+
+	snprintf(dir, sizeof(dir), "%s/race", base);
+	mkdir(dir, 0700);
+	snprintf(cfg, sizeof(cfg), "configdirectory: %s\n"
+	    "partition-default: %s\n", dir, partdir);
+	conf = conf_parse(cfg, strlen(cfg), "race", err, sizeof(err));
+	if (conf == NULL) {
+		ok(0, "race config: %s", err);
+		return;
+	}
+	for (round = 0; round < RACE_ROUNDS; round++) {
+		snprintf(db, sizeof(db), "%s/syncpipe.db", dir);
+		unlink(db);
+		snprintf(db, sizeof(db), "%s/syncpipe.db-wal", dir);
+		unlink(db);
+		snprintf(db, sizeof(db), "%s/syncpipe.db-shm", dir);
+		unlink(db);
+		if (pipe(go) == -1)
+			break;
+		for (i = 0; i < RACE_OPENERS; i++) {
+			if ((pid = fork()) == -1)
+				break;
+			if (pid == 0) {
+				char c;
+
+				close(go[1]);
+				(void)read(go[0], &c, 1);
+				s = store_open(conf, err, sizeof(err));
+				if (s == NULL) {
+					printf("# round %d: %s\n", round, err);
+					fflush(stdout);
+					_exit(1);
+				}
+				store_close(s);
+				_exit(0);
+			}
+		}
+		close(go[0]);
+		close(go[1]);	/* all of them start now */
+		while (wait(&st) > 0)
+			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+				failed++;
+	}
+	is_int(failed, 0, "%d rounds of %d processes opening a new store at "
+	    "once: all opened", RACE_ROUNDS, RACE_OPENERS);
+	conf_free(conf);
+}
+
 int
 main(void)
 {
@@ -488,6 +552,8 @@ main(void)
 		return tap_done();
 	}
 	store_set_synclog(s, 1);
+	fflush(stdout);
+	test_concurrent_open();
 
 	/* Bodies. */
 	ok(store_body_add(s, "default", msg1, strlen(msg1), g1) == 0 &&
