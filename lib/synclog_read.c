@@ -715,3 +715,59 @@ synclog_reader_next(struct synclog_reader *r, const char **line,
 	}
 	return 1;
 }
+
+int
+synclog_action_next(struct synclog_reader *r, struct synclog_action *a,
+    char *err, size_t errlen)
+{
+	const char *line;
+	size_t len;
+	int flags, rc;
+
+	for (;;) {
+		rc = synclog_reader_next(r, &line, &len, &flags, &a->lineno,
+		    err, errlen);
+		if (rc != 1)
+			return rc;
+		if (flags & SYNCLOG_LINE_LONG) {
+			if (flags & SYNCLOG_LINE_MORE)
+				continue;	/* reported at its last piece */
+			a->kind = SYNCLOG_ACTION_LONG;
+			snprintf(a->why, sizeof(a->why), "line too long");
+			return 1;
+		}
+		if (len > 0 && line[0] == '%') {
+			if (line[len - 1] == '\r')
+				len--;
+			if (memchr(line, '\0', len) != NULL ||
+			    memchr(line, '\r', len) != NULL) {
+				a->kind = SYNCLOG_ACTION_BAD;
+				snprintf(a->why, sizeof(a->why),
+				    "NUL or CR in a control line");
+				return 1;
+			}
+			memcpy(a->ctl, line, len);
+			a->ctl[len] = '\0';
+			if (strncmp(a->ctl, "%syncpipe-actions ", 18) == 0) {
+				if (strcmp(a->ctl + 18, "1") != 0) {
+					snprintf(err, errlen, "action stream "
+					    "version %.32s not supported",
+					    a->ctl + 18);
+					return -1;
+				}
+				continue;
+			}
+			a->kind = SYNCLOG_ACTION_CONTROL;
+			return 1;
+		}
+		rc = synclog_parse(line, len, &a->rec, a->why, sizeof(a->why));
+		if (rc == -1) {
+			a->kind = SYNCLOG_ACTION_BAD;
+			return 1;
+		}
+		if (rc == 1) {
+			a->kind = SYNCLOG_ACTION_RECORD;
+			return 1;
+		}
+	}
+}

@@ -123,4 +123,34 @@ int			 synclog_reader_next(struct synclog_reader *,
 			    const char **line, size_t *len, int *flags,
 			    unsigned long *lineno, char *err, size_t errlen);
 
+/*
+ * One line of an action stream (syncpipe-actions(5)) as synclog_action_next
+ * reads it: a record, a control line (starting with '%'), or a line that
+ * is dropped with why set: an overlong one, or a malformed one.
+ */
+enum synclog_action_kind {
+	SYNCLOG_ACTION_RECORD,
+	SYNCLOG_ACTION_CONTROL,
+	SYNCLOG_ACTION_LONG,
+	SYNCLOG_ACTION_BAD
+};
+
+struct synclog_action {
+	enum synclog_action_kind kind;
+	unsigned long		 lineno;
+	struct synclog_rec	 rec;		/* RECORD */
+	char			 ctl[SYNCLOG_READ_MAX + 1]; /* CONTROL */
+	char			 why[256];	/* LONG, BAD */
+};
+
+/*
+ * The next line of an action stream from r.  Blank lines, the header
+ * and other lines without a record or control are skipped.  Returns 1
+ * with a filled, 0 at the end, -1 with err set on a read error or a
+ * header of another version than 1 (the stream cannot be read on).
+ */
+int			 synclog_action_next(struct synclog_reader *r,
+			    struct synclog_action *a, char *err,
+			    size_t errlen);
+
 #endif

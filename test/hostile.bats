@@ -719,3 +719,75 @@ plan_fake() {
 	client_ok
 	[ "$status" -eq 75 ]
 }
+
+# ---------------------------------------------------------------------
+# Malformed plans to sync-send (a hand-edited or damaged plan file).
+# Each bad line comes right after the header: sync-send must stop with
+# 76 and a message naming the line, before sending anything, so the
+# replica stays empty and the claimed log stays.
+
+_send_plan() {
+	timeout 60 "$SEND" -C "$M" -t 10 \
+	    -e "$ROOT/cmd/sync_server/sync_server -C $T/r/imapd.conf" \
+	    <"$T/bad" 2>"$T/cerr"
+}
+
+# bad_plan: run sync-send on the header then the bytes of printf "$@",
+# against our sync_server on $T/r.
+bad_plan() {
+	[[ -s $T/plan ]] || client_setup
+	{ echo '%syncpipe-plan 1'; printf "$@"; cat "$T/plan"; } >"$T/bad"
+	run _send_plan
+	cat "$T/cerr"
+	client_ok
+	[ "$status" -eq 76 ]
+	[ -z "$("$STORE" -C "$T/r/imapd.conf" list)" ]
+	run "$STORE" -C "$T/r/imapd.conf" verify
+	[ "$status" -eq 0 ]
+}
+
+@test "plan: a verb behind NUL bytes: 76, nothing sent" {
+	bad_plan '\0\0APPLY UNUSER bob\n'
+	grep -q "bad plan line starting '??APPLY'" "$T/cerr"
+}
+
+@test "plan: an unknown verb: 76, nothing sent" {
+	bad_plan 'DELETE MAILBOX user.alice\n'
+	grep -q "bad plan line starting 'DELETE'" "$T/cerr"
+}
+
+@test "plan: a sub-command of other characters than A-Z 0-9 _: 76, nothing sent" {
+	bad_plan 'APPLY UN/USER bob\n'
+	grep -q "bad plan line 'APPLY UN/USER'" "$T/cerr"
+}
+
+@test "plan: a control line of 200 KB: 76, not the end of the plan" {
+	bad_plan '%%commit %0204800d\n' 0
+	grep -q "control line too long" "$T/cerr"
+}
+
+@test "plan: a body size that is negative or overflows 64 bits: 76, nothing sent" {
+	bad_plan 'APPLY MESSAGE (%%{default %s -5})\n' "$(printf 'a%.0s' {1..40})"
+	grep -q "bad APPLY MESSAGE line" "$T/cerr"
+	bad_plan 'APPLY MESSAGE (%%{default %s 18446744073709551616})\n' "$(printf 'b%.0s' {1..40})"
+	grep -q "bad APPLY MESSAGE line" "$T/cerr"
+}
+
+@test "plan: a body GUID of 41 digits, a partition of ../x: 76, nothing read" {
+	bad_plan 'APPLY MESSAGE (%%{default %s 43})\n' "$(printf 'c%.0s' {1..41})"
+	grep -q "bad APPLY MESSAGE line" "$T/cerr"
+	bad_plan 'APPLY MESSAGE (%%{../x %s 43})\n' "$(printf 'd%.0s' {1..40})"
+	grep -q "bad APPLY MESSAGE line" "$T/cerr"
+}
+
+@test "plan: a body source that does not parse or never closes: 76, nothing sent" {
+	bad_plan 'APPLY MESSAGE (%%{default %s 43} %%(MBOXNAME "a b))\n' "$(printf 'e%.0s' {1..40})"
+	grep -q "APPLY MESSAGE: bad source\|bad APPLY MESSAGE line" "$T/cerr"
+	bad_plan 'APPLY MESSAGE (%%{default %s 43} %%(MBOXNAME (((x)\n' "$(printf 'f%.0s' {1..40})"
+	grep -q "bad APPLY MESSAGE line" "$T/cerr"
+}
+
+@test "plan: a command value that does not parse: 76, nothing sent" {
+	bad_plan 'APPLY MAILBOX %%(UNIQUEID u MBOXNAME user.alice.X LAST_UID {99999999999}\n'
+	grep -q "plan: cannot parse APPLY MAILBOX" "$T/cerr"
+}

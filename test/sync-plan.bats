@@ -277,3 +277,31 @@ initial() {
 	[[ $output != *"%committed"* ]]
 	[ -e "$T/m/conf/sync/log-run" ]
 }
+
+@test "an action stream of another version is refused: 74, nothing planned" {
+	run bash -c "printf '%%syncpipe-actions 2\nMAILBOX user.alice\n' | '$PLAN' -C '$M' -e '$REPLICA'"
+	echo "$output"
+	[ "$status" -eq 74 ]
+	[[ $output == *"action stream version 2 not supported"* ]]
+	[[ $output != *APPLY* ]]
+	[ -z "$("$STORE" -C "$R" list)" ]
+}
+
+@test "a malformed action is reported with its line number and dropped; the rest is planned and committed" {
+	run bash -c "printf '%%syncpipe-actions 1\n%%batch 1 -\nNOSUCH user.alice\nMAILBOX user.alice\n%%commit /x/log-run 1:2:3:4.5\n%%end 1\n' | '$PLAN' -C '$M' -e '$REPLICA'"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	[[ $output == *"stdin:3: unknown type 'NOSUCH'"* ]]
+	[[ $output == *"APPLY MAILBOX %(UNIQUEID"*"MBOXNAME user.alice "* ]]
+	[[ $output == *"%commit /x/log-run 1:2:3:4.5"* ]]
+}
+
+@test "action control lines: a CR inside one is reported and dropped, a CRLF line end is not part of it" {
+	run bash -c "printf '%%syncpipe-actions 1\r\n%%batch 1 -\r\nMAILBOX user.alice\r\n%%commit /x/log\rrun 1:2:3:4.5\n%%commit /x/log-run 1:2:3:4.5\r\n%%end 1\r\n' | '$PLAN' -C '$M' -e '$REPLICA'"
+	echo "$output"
+	[[ $output == *"stdin:4: NUL or CR in a control line"* ]]
+	[[ $output == *"APPLY MAILBOX %(UNIQUEID"* ]]
+	grep -qx '%commit /x/log-run 1:2:3:4.5' <<<"$output"
+	grep -qx '%end 1' <<<"$output"
+	! grep -q $'\r' <<<"$output"
+}

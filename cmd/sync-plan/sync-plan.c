@@ -1769,14 +1769,11 @@ batch_add(struct plan *pl, struct batch *b, const struct synclog_rec *rec)
 static void
 read_actions(struct plan *pl)
 {
+	static struct synclog_action act;
 	struct synclog_reader *rd = synclog_reader_new(0);
-	struct synclog_rec rec;
 	struct batch b;
-	const char *line;
-	size_t len;
-	int flags, r;
-	unsigned long lineno;
 	char err[256];
+	int r;
 
 	memset(&b, 0, sizeof(b));
 	if (rd == NULL) {
@@ -1784,38 +1781,30 @@ read_actions(struct plan *pl)
 		return;
 	}
 	plan_header(pl);
-	while ((r = synclog_reader_next(rd, &line, &len, &flags, &lineno, err,
-	    sizeof(err))) == 1) {
-		if (flags & SYNCLOG_LINE_LONG) {
-			if (!(flags & SYNCLOG_LINE_MORE))
-				warnx_("stdin:%lu: line too long", lineno);
-			continue;
-		}
-		if (len > 0 && line[0] == '%') {
-			char ctl[SYNCLOG_READ_MAX + 1];
-
-			memcpy(ctl, line, len);
-			ctl[len] = '\0';
-			/* A batch ends at its commit or end marker. */
-			if (strncmp(ctl, "%syncpipe-actions", 17) == 0 ||
-			    strncmp(ctl, "%batch", 6) == 0)
-				continue;
-			push(&b.controls, &b.ncontrols, ctl);
-			if (strncmp(ctl, "%end", 4) == 0 ||
-			    strncmp(ctl, "%commit", 7) == 0)
-				batch_run(pl, &b);
-			if (pl->fatal)
-				break;
-			continue;
-		}
-		r = synclog_parse(line, len, &rec, err, sizeof(err));
-		if (r == -1) {
-			warnx_("stdin:%lu: %s", lineno, err);
+	while ((r = synclog_action_next(rd, &act, err, sizeof(err))) == 1) {
+		switch (act.kind) {
+		case SYNCLOG_ACTION_LONG:
+			warnx_("stdin:%lu: %s", act.lineno, act.why);
+			break;
+		case SYNCLOG_ACTION_BAD:
+			warnx_("stdin:%lu: %s", act.lineno, act.why);
 			pl->failed++;
-			continue;
+			break;
+		case SYNCLOG_ACTION_RECORD:
+			batch_add(pl, &b, &act.rec);
+			break;
+		case SYNCLOG_ACTION_CONTROL:
+			/* A batch ends at its commit or end marker. */
+			if (strncmp(act.ctl, "%batch", 6) == 0)
+				break;
+			push(&b.controls, &b.ncontrols, act.ctl);
+			if (strncmp(act.ctl, "%end", 4) == 0 ||
+			    strncmp(act.ctl, "%commit", 7) == 0)
+				batch_run(pl, &b);
+			break;
 		}
-		if (r == 1)
-			batch_add(pl, &b, &rec);
+		if (pl->fatal)
+			break;
 	}
 	if (r == -1) {
 		warnx_("stdin: %s", err);

@@ -39,6 +39,7 @@
 #include "dlist.h"
 #include "mbdl.h"
 #include "names.h"
+#include "plan.h"
 #include "prot.h"
 #include "store.h"
 #include "synccrc.h"
@@ -689,39 +690,9 @@ fetch_bodies(struct sender *sd, struct msgref *refs, size_t n)
 	}
 }
 
-/* The source locator after a body: "%( ... )" up to its closing
- * parenthesis (quoted strings skipped).  Returns its length, or 0. */
-static size_t
-loc_len(const char *p)
-{
-	size_t i;
-	int depth = 0, q = 0;
-
-	if (p[0] != '%' || p[1] != '(')
-		return 0;
-	for (i = 1; p[i] != '\0'; i++) {
-		if (q) {
-			if (p[i] == '\\' && p[i + 1] != '\0')
-				i++;
-			else if (p[i] == '"')
-				q = 0;
-			continue;
-		}
-		if (p[i] == '"')
-			q = 1;
-		else if (p[i] == '{')
-			return 0;
-		else if (p[i] == '(')
-			depth++;
-		else if (p[i] == ')' && --depth == 0)
-			return i + 1;
-	}
-	return 0;
-}
-
 /*
- * "APPLY MESSAGE (%{part guid size} [%(source)] ...)": the plan has
- * headers only.  Send the bodies the replica lacks, read from the store
+ * "APPLY MESSAGE (%{part guid size} [%(source)] ...)", line being what
+ * follows the '(': the plan has headers only.  Send the bodies the replica lacks, read from the store
  * or fetched from the source.
  */
 static int
@@ -734,56 +705,24 @@ do_message(struct sender *sd, const char *line)
 	char path[4096], err[256];
 	int rc = 0;
 
-	if (*p++ != '(') {
-		warnx_("bad APPLY MESSAGE line in the plan");
-		sd->fatal = EXIT_PROTOCOL;
-		dlist_free(list);
-		return -1;
-	}
 	for (;;) {
+		struct plan_ref r;
 		struct msgref m;
-		unsigned long long size;
-		size_t ll;
-		int n = 0;
+		int n;
 
-		memset(&m, 0, sizeof(m));
-		while (*p == ' ')
-			p++;
-		if (*p == ')')
-			break;
-		if (sscanf(p, "%%{%127[A-Za-z0-9_-] %40[0-9a-fA-F] %llu}%n",
-		    m.part, m.guid, &size, &n) != 3 || n == 0 ||
-		    !guid_valid(m.guid, strlen(m.guid))) {
-			warnx_("bad APPLY MESSAGE line in the plan");
+		if ((n = plan_ref_next(&p, &r, err, sizeof(err))) == -1) {
+			warnx_("%s", err);
 			sd->fatal = EXIT_PROTOCOL;
 			rc = -1;
 			goto done;
 		}
-		p += n;
-		m.size = size;
-		guid_normalise(m.guid, m.guid);
-		while (*p == ' ')
-			p++;
-		if ((ll = loc_len(p)) > 0) {
-			char buf[8192];
-
-			if (ll + 2 >= sizeof(buf)) {
-				warnx_("APPLY MESSAGE: source too long");
-				sd->fatal = EXIT_PROTOCOL;
-				rc = -1;
-				goto done;
-			}
-			memcpy(buf, p, ll);
-			memcpy(buf + ll, "\r\n", 2);
-			if (dlist_parse_buf(buf, ll + 2, 0, &m.loc, err,
-			    sizeof(err)) == -1) {
-				warnx_("APPLY MESSAGE: bad source: %s", err);
-				sd->fatal = EXIT_PROTOCOL;
-				rc = -1;
-				goto done;
-			}
-			p += ll;
-		}
+		if (n == 0)
+			break;
+		memset(&m, 0, sizeof(m));
+		memcpy(m.part, r.part, sizeof(m.part));
+		memcpy(m.guid, r.guid, sizeof(m.guid));
+		m.size = r.size;
+		m.loc = r.loc;
 		if (gs_has(&sd->reserved, m.guid) &&
 		    !gs_has(&sd->missing, m.guid)) {
 			dlist_free(m.loc);
@@ -2190,20 +2129,21 @@ do_commit(struct sender *sd, const char *args)
 static void
 apply_plan(struct sender *sd, struct prot *in)
 {
-	static char line[131072];
-	char word[64], key[64], err[256];
+	static char line[PLAN_LINE_MAX + 1];
+	struct plan_line l;
 	struct dlist *d;
-	int c;
-	size_t n;
+	char err[512];
 
-	while (!sd->fatal && (c = prot_peek(in)) != -1) {
-		if (c == '\n' || c == '\r') {
-			prot_getc(in);
-			continue;
+	while (!sd->fatal) {
+		if (plan_next(in, &l, line, sizeof(line), err,
+		    sizeof(err)) == -1) {
+			warnx_("%s", err);
+			sd->fatal = EXIT_PROTOCOL;
+			break;
 		}
-		if (c == '#' || c == '%') {
-			if (prot_readline(in, line, sizeof(line)) < 0)
-				break;
+		if (l.kind == PLAN_EOF)
+			break;
+		if (l.kind == PLAN_CONTROL) {
 			if (strncmp(line, "%syncpipe-plan ", 15) == 0 &&
 			    atoi(line + 15) != PLAN_VERSION) {
 				warnx_("plan version %s not supported",
@@ -2226,67 +2166,27 @@ apply_plan(struct sender *sd, struct prot *in)
 			}
 			continue;
 		}
-		/* The command word. */
-		for (n = 0; n < sizeof(word) - 1; n++) {
-			c = prot_getc(in);
-			if (c == ' ' || c == '\n' || c == -1)
-				break;
-			word[n] = (char)c;
-		}
-		word[n] = '\0';
-		if (c != ' ') {
-			warnx_("bad plan line starting '%s'", word);
-			sd->fatal = EXIT_PROTOCOL;
-			break;
-		}
-		/* The sub-command name, then its value. */
-		for (n = 0; n < sizeof(key) - 1; n++) {
-			c = prot_getc(in);
-			if (c == ' ' || c == '\n' || c == -1)
-				break;
-			key[n] = (char)toupper(c);
-		}
-		key[n] = '\0';
-		if (c != ' ') {
-			warnx_("bad plan line '%s %s'", word, key);
-			sd->fatal = EXIT_PROTOCOL;
-			break;
-		}
-		if (strcmp(word, "APPLY") == 0 && strcmp(key, "MESSAGE") == 0) {
-			/* Bodies by reference: %{part guid size} headers. */
-			if (prot_readline(in, line, sizeof(line)) < 0) {
-				warnx_("plan: APPLY MESSAGE line too long");
-				sd->fatal = EXIT_PROTOCOL;
-				break;
-			}
-			do_message(sd, line);
+		if (l.kind == PLAN_MESSAGE) {
+			do_message(sd, l.text);
 			continue;
 		}
-		if (dlist_parse(in, 0, NULL, &d, err, sizeof(err)) == -1 ||
-		    dlist_parse_eol(in) == -1) {
-			warnx_("plan: cannot parse %s %s: %s", word, key, err);
-			if (d != NULL)
-				dlist_free(d);
-			sd->fatal = EXIT_PROTOCOL;
-			break;
-		}
-		d = dlist_setkey(d, key);
-		if (strcmp(word, "MASTER") == 0) {
+		d = l.value;
+		if (strcmp(l.word, "MASTER") == 0) {
 			/* A change to the master's own store, never sent. */
-			if (strcmp(key, "COPYBACK") == 0)
+			if (strcmp(l.key, "COPYBACK") == 0)
 				do_copyback(sd, d);
 			else {
-				warnx_("plan: unknown MASTER %s", key);
+				warnx_("plan: unknown MASTER %s", l.key);
 				sd->fatal = EXIT_PROTOCOL;
 			}
-		} else if (strcmp(word, "APPLY") == 0 && strcasecmp(d->key,
+		} else if (strcmp(l.word, "APPLY") == 0 && strcasecmp(d->key,
 		    "RESERVE") == 0)
 			do_reserve(sd, d);
 		else {
-			if (strcmp(word, "APPLY") == 0 &&
-			    strcmp(key, "FORCE") == 0)
+			if (strcmp(l.word, "APPLY") == 0 &&
+			    strcmp(l.key, "FORCE") == 0)
 				sd->forced = 1;
-			send_cmd(sd, word, d);
+			send_cmd(sd, l.word, d);
 		}
 		dlist_free(d);
 	}
