@@ -305,3 +305,36 @@ initial() {
 	grep -qx '%end 1' <<<"$output"
 	! grep -q $'\r' <<<"$output"
 }
+
+@test "--lock-fd: the sync lock is waited for, taken before the replica is asked, and kept by the caller's descriptor" {
+	lock=$T/lockfile
+	: >"$lock"
+	# Another run holds the lock for 2 seconds.
+	flock "$lock" sleep 2 3>&- &
+	holder=$!
+	for _ in $(seq 50); do
+		flock -n "$lock" true || break
+		sleep 0.1
+	done
+	! flock -n "$lock" true
+	# sync-plan waits for it (saying so with -v), then plans.
+	run bash -c 'exec 9>>"$1"; shift; "$@" --lock-fd 9 -v -u alice &&
+	    ! flock -n "$0" true' "$lock" "$lock" "$PLAN" -C "$M" -e "$REPLICA"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == *"waiting for the sync lock"* ]]
+	[[ $output == *"APPLY MAILBOX %(UNIQUEID"* ]]
+	wait "$holder"
+	# The caller's descriptor closed, the lock is free.
+	flock -n "$lock" true
+}
+
+@test "--lock-fd: a descriptor that is not open is an error (75) and nothing is planned" {
+	run "$PLAN" -C "$M" -e "$REPLICA" --lock-fd 9 -u alice 9>&-
+	[ "$status" -eq 75 ]
+	[[ $output == *"sync lock (descriptor 9)"* ]]
+	[[ $output != *APPLY* ]]
+	run "$PLAN" -C "$M" -e "$REPLICA" --lock-fd x -u alice
+	[ "$status" -eq 64 ]
+	[[ $output == *"--lock-fd: not a descriptor: x"* ]]
+}

@@ -502,3 +502,26 @@ stage_pid() {
 	[ "$status" -eq 70 ]
 	grep -q 'sync-plan was killed by signal 9' "$T/err"
 }
+
+@test "a timer stopped as soon as it is started ends at once (a SIGTERM lost before its trap is sent again)" {
+	# The script's own timer functions, run the way the pipeline runs
+	# them: started, then stopped at once (sync-plan ending as sync-send
+	# does).  A lost SIGTERM would leave each timer to run its 60 s.
+	sed -n -e '/^running() {/,/^}/p' -e '/^timer() {/,/^}/p' \
+	    -e '/^stop_timer() {/,/^}/p' "$SC" >"$T/timer.sh"
+	[ "$(grep -c '^[a-z_]*() {' "$T/timer.sh")" -eq 3 ]
+	cat >>"$T/timer.sh" <<-'EOS'
+	trap : TERM INT
+	i=0
+	while [ $i -lt 40 ]; do
+		timer 60 999999999 0
+		stop_timer $!
+		i=$((i + 1))
+	done
+	echo "stopped $i"
+	EOS
+	run timeout 100 sh "$T/timer.sh"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = "stopped 40" ]
+}

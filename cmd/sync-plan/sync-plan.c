@@ -9,8 +9,10 @@
  * run alone this is the dry run; sync-send applies a plan.
  */
 #include <sys/types.h>
+#include <sys/file.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -58,6 +60,7 @@ struct opts {
 	int		 legacy_sieve;
 	int		 force;		/* -O: APPLY FORCE, the master wins */
 	int		 full;		/* --full: compare every record */
+	int		 lock_fd;	/* --lock-fd: flock it first, or -1 */
 	const char	*channel;
 	char		**users;
 	size_t		 nusers;
@@ -99,7 +102,7 @@ usage(void)
 	fprintf(stderr, "usage: sync-plan [-ALOv] [-C config] [-e command] "
 	    "[-M host[:port] | -M /path] [-m mailbox] [-n channel] "
 	    "[-p partition] [-S host[:port]] [-s user] [-u user] [--full] "
-	    "[--legacy-sieve] [--source-command command]\n");
+	    "[--legacy-sieve] [--lock-fd fd] [--source-command command]\n");
 	exit(EX_USAGE);
 }
 
@@ -1815,6 +1818,57 @@ read_actions(struct plan *pl)
 	synclog_reader_free(rd);
 }
 
+/* --lock-fd FD: a descriptor number, 0 to 1023. */
+static int
+lock_fd_arg(const char *s)
+{
+	char *end;
+	long fd;
+
+	errno = 0;
+	fd = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || fd < 0 || fd > 1023) {
+		warnx_("--lock-fd: not a descriptor: %s", s);
+		usage();
+	}
+	return (int)fd;
+}
+
+/*
+ * The sync lock of sync_client(8): an exclusive flock(2) on the open file
+ * behind FD, taken before anything is read and waited for as long as
+ * another run holds it.  The lock belongs to the open file, so it outlives
+ * this process in the caller that opened it (which drops it by closing
+ * its descriptor); a process this one starts does not inherit it.
+ */
+static int
+take_lock(int fd, int verbose)
+{
+	int flags;
+
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno != EWOULDBLOCK) {
+			warnx_("sync lock (descriptor %d): %s", fd,
+			    strerror(errno));
+			return -1;
+		}
+		if (verbose)
+			warnx_("waiting for the sync lock, held by another "
+			    "run");
+		while (flock(fd, LOCK_EX) == -1) {
+			if (errno == EINTR)
+				continue;
+			warnx_("sync lock (descriptor %d): %s", fd,
+			    strerror(errno));
+			return -1;
+		}
+	}
+	flags = fcntl(fd, F_GETFD);
+	if (flags != -1)
+		(void)fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+	return 0;
+}
+
 static void
 parse_opts(int argc, char **argv, struct opts *o)
 {
@@ -1822,6 +1876,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 		{ "legacy-sieve", no_argument, NULL, 1 },
 		{ "source-command", required_argument, NULL, 2 },
 		{ "full", no_argument, NULL, 3 },
+		{ "lock-fd", required_argument, NULL, 4 },
 		{ NULL, 0, NULL, 0 }
 	};
 	int ch;
@@ -1845,6 +1900,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 		case 1: o->legacy_sieve = 1; break;
 		case 2: o->source_command = optarg; break;
 		case 3: o->full = 1; break;
+		case 4: o->lock_fd = lock_fd_arg(optarg); break;
 		default: usage();
 		}
 	}
@@ -1879,7 +1935,10 @@ main(int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	o.conf_path = getenv("SYNCPIPE_CONF") ? getenv("SYNCPIPE_CONF") :
 	    CONF_DEFAULT_PATH;
+	o.lock_fd = -1;
 	parse_opts(argc, argv, &o);
+	if (o.lock_fd != -1 && take_lock(o.lock_fd, o.verbose) == -1)
+		return EXIT_TEMP;
 
 	memset(&pl, 0, sizeof(pl));
 	pl.o = &o;
