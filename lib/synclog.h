@@ -11,7 +11,9 @@
 #ifndef SYNCPIPE_SYNCLOG_H
 #define SYNCPIPE_SYNCLOG_H
 
+#include <sys/types.h>
 #include <stddef.h>
+#include <time.h>
 
 struct conf;
 
@@ -52,5 +54,46 @@ int	 synclog_append(const struct conf *, const char *text, size_t len,
 
 /* 1 if sync_log is on, 0 if off, -1 for a bad value (err set). */
 int	 synclog_enabled(const struct conf *, char *err, size_t errlen);
+
+/*
+ * Call fn for each channel of sync_log_channels ("" for the default
+ * channel; unset or empty: the default channel alone).  Returns 0, the
+ * first non-zero value fn returned (all channels are still visited), or
+ * -1 with err set for a name too long.
+ */
+int	 synclog_foreach_channel(const struct conf *,
+	    int (*fn)(const struct conf *, const char *channel, void *),
+	    void *arg, char *err, size_t errlen);
+
+/*
+ * path made absolute through its directory, which must exist (the last
+ * component need not).  Returns 0, or -1 with errno set.
+ */
+int	 synclog_abspath(const char *path, char *buf, size_t size);
+
+/*
+ * The identity of a claimed log file as "%commit" lines carry it
+ * (syncpipe-actions(5)): "dev:ino:size:mtime_s.mtime_ns".
+ */
+void	 synclog_file_id(dev_t, ino_t, off_t, const struct timespec *mtime,
+	    char *buf, size_t size);
+
+enum synclog_commit {
+	SYNCLOG_COMMIT_OK,	/* removed, or already gone */
+	SYNCLOG_COMMIT_FAIL,	/* not a claimed file, or claimed again */
+	SYNCLOG_COMMIT_TEMP,	/* could not remove it, or not durably */
+	SYNCLOG_COMMIT_CONFIG	/* the configuration names no such log */
+};
+
+/*
+ * Commit the claimed log file path: remove it and fsync its directory.
+ * Only a file that is "{log}-run" of channel or of a channel of
+ * sync_log_channels may be removed, or, with file non-NULL, only that
+ * file (synclog-tail -f).  With id non-NULL, only while the file is
+ * still the one claimed (synclog_file_id).  err is set unless OK.
+ */
+enum synclog_commit synclog_commit(const struct conf *, const char *channel,
+	    const char *file, const char *path, const char *id, char *err,
+	    size_t errlen);
 
 #endif

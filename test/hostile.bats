@@ -791,3 +791,36 @@ bad_plan() {
 	bad_plan 'APPLY MAILBOX %%(UNIQUEID u MBOXNAME user.alice.X LAST_UID {99999999999}\n'
 	grep -q "plan: cannot parse APPLY MAILBOX" "$T/cerr"
 }
+
+@test "plan: %commit of a file that is not the claimed log, or no longer the one claimed, removes nothing" {
+	client_setup
+	echo precious >"$T/victim"
+	echo 'APPEND user.alice' >"$T/conf/sync/log"
+	ln -s "$T/victim" "$T/conf/sync/link-run"
+	{
+		echo '%syncpipe-plan 1'
+		echo "%commit $T/victim"
+		echo "%commit $T/conf/sync/log"
+		echo "%commit $T/conf/sync/link-run"
+		echo "%commit $T/conf/sync/../sync/log-run 1:2:3:4.5"
+		echo '%end'
+	} >"$T/bad"
+	run _send_plan
+	cat "$T/cerr"
+	[ "$status" -eq 1 ]
+	[ "$(cat "$T/victim")" = precious ]
+	[ -L "$T/conf/sync/link-run" ]
+	grep -qx 'APPEND user.alice' "$T/conf/sync/log"
+	[ -e "$T/conf/sync/log-run" ]
+	[ "$(grep -c 'not a claimed log file of a configured channel' "$T/cerr")" -eq 3 ]
+	grep -q "log-run: is [0-9:.]*, not 1:2:3:4.5: not committing a file claimed later" "$T/cerr"
+	[ "$(grep -c '^%kept ' <<<"$output")" -eq 4 ]
+	! grep -q '^%committed' <<<"$output"
+	# The plan's own %commit, with the claimed file's identity, removes it.
+	{ echo '%syncpipe-plan 1'; grep '^%commit ' "$T/plan"; echo '%end'; } >"$T/bad"
+	run _send_plan
+	cat "$T/cerr"
+	[ "$status" -eq 0 ]
+	[ ! -e "$T/conf/sync/log-run" ]
+	grep -q '^%committed ' <<<"$output"
+}

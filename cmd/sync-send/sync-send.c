@@ -43,6 +43,7 @@
 #include "prot.h"
 #include "store.h"
 #include "synccrc.h"
+#include "synclog.h"
 
 #define PLAN_VERSION	1
 #define WINDOW		64	/* commands in flight before reading replies */
@@ -2070,17 +2071,14 @@ recover(struct sender *sd)
 
 /*
  * "%commit FILE ID": every command derived from the claimed log file FILE
- * precedes this line.  Once all of them succeeded the file is removed by
- * "synclog-tail --commit", which checks that FILE is a claimed file of a
- * configured channel and still the one claimed (ID).
+ * precedes this line.  Once all of them succeeded the file is removed
+ * (synclog_commit(), as "synclog-tail --commit" does it), if FILE is a
+ * claimed file of a configured channel and still the one claimed (ID).
  */
 static void
 do_commit(struct sender *sd, const char *args)
 {
-	char path[PATH_MAX], id[128], tail[PATH_MAX];
-	const char *argv[12];
-	int argc = 0, status;
-	pid_t pid;
+	char path[PATH_MAX], id[128], err[PATH_MAX + 256];
 
 	if (drain(sd) == -1)
 		return;
@@ -2097,27 +2095,10 @@ do_commit(struct sender *sd, const char *args)
 		fflush(stdout);
 		return;
 	}
-	find_tool("synclog-tail", tail, sizeof(tail));
-	argv[argc++] = tail;
-	argv[argc++] = "-C";
-	argv[argc++] = sd->o->conf_path;
-	if (sd->o->channel != NULL) {
-		argv[argc++] = "-n";
-		argv[argc++] = sd->o->channel;
-	}
-	argv[argc++] = "--commit";
-	argv[argc++] = path;
-	if (id[0] != '\0')
-		argv[argc++] = id;
-	argv[argc] = NULL;
-	fflush(stdout);
-	pid = fork();
-	if (pid == 0) {
-		execvp(tail, (char **)argv);
-		_exit(127);
-	}
-	if (pid == -1 || waitpid(pid, &status, 0) == -1 ||
-	    !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+	if (synclog_commit(sd->conf, sd->o->channel, NULL, path,
+	    id[0] != '\0' ? id : NULL, err, sizeof(err)) !=
+	    SYNCLOG_COMMIT_OK) {
+		warnx_("%s", err);
 		warnx_("commit of %s failed", path);
 		printf("%%kept %s\n", path);
 		sd->failed++;

@@ -138,36 +138,6 @@ now_mono(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Make path absolute through its directory, which must exist. */
-static int
-abspath(const char *path, char *buf, size_t size)
-{
-	char dir[PATH_MAX], real[PATH_MAX];
-	const char *slash = strrchr(path, '/'), *base;
-
-	if (slash == NULL) {
-		strlcpy(dir, ".", sizeof(dir));
-		base = path;
-	} else if (slash == path) {
-		strlcpy(dir, "/", sizeof(dir));
-		base = slash + 1;
-	} else {
-		if ((size_t)(slash - path) >= sizeof(dir))
-			return -1;
-		memcpy(dir, path, slash - path);
-		dir[slash - path] = '\0';
-		base = slash + 1;
-	}
-	if (*base == '\0' || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
-		return -1;
-	if (realpath(dir, real) == NULL)
-		return -1;
-	if (snprintf(buf, size, "%s%s%s", real,
-	    strcmp(real, "/") == 0 ? "" : "/", base) >= (int)size)
-		return -1;
-	return 0;
-}
-
 static void
 fileid_of(const struct stat *st, struct fileid *id)
 {
@@ -189,31 +159,7 @@ fileid_eq(const struct fileid *a, const struct fileid *b)
 static void
 fileid_format(const struct fileid *id, char *buf, size_t size)
 {
-	snprintf(buf, size, "%ju:%ju:%jd:%jd.%09ld", (uintmax_t)id->dev,
-	    (uintmax_t)id->ino, (intmax_t)id->size,
-	    (intmax_t)id->mtime.tv_sec, (long)id->mtime.tv_nsec);
-}
-
-static int
-fsync_dir(const char *path)
-{
-	char dir[PATH_MAX];
-	char *slash;
-	int fd, r;
-
-	if (strlcpy(dir, path, sizeof(dir)) >= sizeof(dir))
-		return -1;
-	if ((slash = strrchr(dir, '/')) == NULL)
-		strlcpy(dir, ".", sizeof(dir));
-	else if (slash == dir)
-		dir[1] = '\0';
-	else
-		*slash = '\0';
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY)) == -1)
-		return -1;
-	r = fsync(fd);
-	close(fd);
-	return r;
+	synclog_file_id(id->dev, id->ino, id->size, &id->mtime, buf, size);
 }
 
 /*
@@ -678,7 +624,7 @@ emit_file(struct tail *t, const char *path, int claimed,
 		strlcpy(abs, "-", sizeof(abs));
 		rejpath = NULL;
 	} else {
-		if (abspath(path, abs, sizeof(abs)) == -1) {
+		if (synclog_abspath(path, abs, sizeof(abs)) == -1) {
 			warn("%s", path);
 			return RES_FAIL;
 		}
@@ -951,39 +897,37 @@ run_tail(struct tail *t)
 	return RES_OK;
 }
 
-/* Call fn for each channel of sync_log_channels ("" = default). */
+/* Call fn for each channel of sync_log_channels ("" = default), or for
+ * the channel only alone. */
+struct chan_call {
+	enum result	(*fn)(const struct conf *, const char *, void *);
+	void		*arg;
+};
+
+static int
+chan_call(const struct conf *conf, const char *channel, void *arg)
+{
+	struct chan_call *cc = arg;
+
+	return (int)cc->fn(conf, channel, cc->arg);
+}
+
 static enum result
 foreach_channel(const struct conf *conf, const char *only,
     enum result (*fn)(const struct conf *, const char *, void *), void *arg)
 {
-	const char *list, *p, *q;
-	char name[256];
-	enum result r, res = RES_OK;
+	struct chan_call cc = { fn, arg };
+	char err[256];
+	int r;
 
 	if (only != NULL)
 		return fn(conf, only, arg);
-	list = conf_get(conf, NULL, "sync_log_channels", NULL);
-	if (list == NULL || *list == '\0')
-		return fn(conf, "", arg);
-	for (p = list; *p != '\0'; p = q) {
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (*p == '\0')
-			break;
-		for (q = p; *q != '\0' && *q != ' ' && *q != '\t'; q++)
-			;
-		if ((size_t)(q - p) >= sizeof(name)) {
-			warnx("sync_log_channels: name too long");
-			return RES_CONFIG;
-		}
-		memcpy(name, p, q - p);
-		name[q - p] = '\0';
-		if (strcmp(name, "\"\"") == 0)
-			name[0] = '\0';
-		if ((r = fn(conf, name, arg)) != RES_OK && res == RES_OK)
-			res = r;
+	r = synclog_foreach_channel(conf, chan_call, &cc, err, sizeof(err));
+	if (r == -1) {
+		warnx("%s", err);
+		return RES_CONFIG;
 	}
-	return res;
+	return (enum result)r;
 }
 
 static int
@@ -1000,92 +944,27 @@ channel_log(const struct conf *conf, const char *channel, char *buf,
 }
 
 /*
- * --commit.
+ * --commit: synclog_commit() does it (sync-send(1) calls it too).
  */
-struct commit {
-	const char	*path;		/* absolute */
-	int		 allowed;
-};
-
-static enum result
-commit_match(const struct conf *conf, const char *channel, void *arg)
-{
-	struct commit *c = arg;
-	char log[PATH_MAX], run[PATH_MAX], abs[PATH_MAX];
-
-	if (channel_log(conf, channel, log, sizeof(log)) == -1)
-		return RES_CONFIG;
-	if (snprintf(run, sizeof(run), "%s-run", log) >= (int)sizeof(run))
-		return RES_CONFIG;
-	if (abspath(run, abs, sizeof(abs)) == 0 && strcmp(abs, c->path) == 0)
-		c->allowed = 1;
-	return RES_OK;
-}
-
 static enum result
 run_commit(const struct opts *o, const struct conf *conf)
 {
-	struct commit c = { NULL, 0 };
-	char abs[PATH_MAX], fabs[PATH_MAX], idbuf[128];
-	struct stat st;
-	struct fileid id;
-	enum result res;
+	char err[PATH_MAX + 256];
 
-	if (abspath(o->commit, abs, sizeof(abs)) == -1) {
-		if (errno == ENOENT)
-			return RES_OK;	/* its directory is gone too */
-		warn("%s", o->commit);
+	switch (synclog_commit(conf, o->channel, o->file, o->commit,
+	    o->commit_id, err, sizeof(err))) {
+	case SYNCLOG_COMMIT_OK:
+		return RES_OK;
+	case SYNCLOG_COMMIT_TEMP:
+		warnx("%s", err);
+		return RES_TEMP;
+	case SYNCLOG_COMMIT_CONFIG:
+		warnx("%s", err);
+		return RES_CONFIG;
+	default:
+		warnx("%s", err);
 		return RES_FAIL;
 	}
-	c.path = abs;
-	if (o->file != NULL) {
-		if (abspath(o->file, fabs, sizeof(fabs)) == 0 &&
-		    strcmp(fabs, abs) == 0)
-			c.allowed = 1;
-	} else if (conf != NULL) {
-		/* The -n channel, and every channel writers write. */
-		if (o->channel != NULL &&
-		    (res = commit_match(conf, o->channel, &c)) != RES_OK)
-			return res;
-		if ((res = foreach_channel(conf, NULL, commit_match, &c)) !=
-		    RES_OK)
-			return res;
-	}
-	if (!c.allowed) {
-		warnx("%s: not a claimed log file of a configured channel",
-		    abs);
-		return RES_FAIL;
-	}
-	if (lstat(abs, &st) == -1) {
-		if (errno == ENOENT)
-			return RES_OK;	/* already committed */
-		warn("%s", abs);
-		return RES_TEMP;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		warnx("%s: not a regular file", abs);
-		return RES_FAIL;
-	}
-	if (o->commit_id != NULL) {
-		fileid_of(&st, &id);
-		fileid_format(&id, idbuf, sizeof(idbuf));
-		if (strcmp(idbuf, o->commit_id) != 0) {
-			warnx("%s: is %s, not %s: not committing a file "
-			    "claimed later", abs, idbuf, o->commit_id);
-			return RES_FAIL;
-		}
-	}
-	if (unlink(abs) == -1) {
-		if (errno == ENOENT)
-			return RES_OK;
-		warn("unlink %s", abs);
-		return RES_TEMP;
-	}
-	if (fsync_dir(abs) == -1) {
-		warn("fsync directory of %s", abs);
-		return RES_TEMP;
-	}
-	return RES_OK;
 }
 
 /*
@@ -1365,7 +1244,7 @@ setup_tail(struct tail *t, const struct opts *o, const struct conf *conf)
 		return RES_OK;
 	if (channel_log(conf, o->channel, t->log, sizeof(t->log)) == -1)
 		return RES_CONFIG;
-	if (abspath(t->log, abs, sizeof(abs)) == 0)
+	if (synclog_abspath(t->log, abs, sizeof(abs)) == 0)
 		strlcpy(t->log, abs, sizeof(t->log));
 	if (snprintf(t->run, sizeof(t->run), "%s-run", t->log) >=
 	    (int)sizeof(t->run) ||
